@@ -1,0 +1,41 @@
+# One entry point for people and CI. `make run` and `make test` are the README's
+# two Quick start commands; .ci/run calls `make test`.
+
+SHELL := /bin/bash
+# The first Python that PySpark 4.2 supports (3.10-3.12).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' && { echo $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup run test test-fast test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.10, 3.11 or 3.12 is required (python3 --version)"; exit 3; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)  ## create .venv and install ShopLake with its dev tools
+
+run: setup  ## generate sample data and run the pipeline on the local lake (./lake)
+	$(BIN)/shoplake generate
+	$(BIN)/shoplake pipeline
+
+lint: setup
+	$(BIN)/ruff check common jobs tests bench
+
+test: setup lint  ## the whole suite: lint, unit and integration tests, then the slow ones
+	$(BIN)/pytest
+	$(BIN)/pytest -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+test-fast: setup
+	$(BIN)/pytest
+
+test-slow: setup
+	$(BIN)/pytest -m slow || [ $$? -eq 5 ]
+
+clean:
+	rm -rf lake data spark-warehouse metastore_db .pytest_cache

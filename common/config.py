@@ -1,0 +1,210 @@
+"""Configuration: ``conf/base.yaml`` merged with ``conf/<env>.yaml`` and ``--set``
+overrides, validated into typed objects before Spark starts.
+
+Unknown or mistyped keys are errors that name the key. Secrets never live in
+these files: a config only names the environment variable that holds one.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common.errors import ConfigError, MissingSecretError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR_ENV = "SHOPLAKE_CONF_DIR"
+FREE_FORM_MAPS = ("spark.conf",)
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeConfig(StrictModel):
+    root: str = Field("lake", description="Lake root; relative paths resolve against the project root.")
+    backend: Literal["auto", "delta-rs", "delta-spark"] = Field(
+        "auto", description="Delta implementation; auto picks delta-spark when its classes load."
+    )
+    # Parquet files Spark writes per table write; small lakes want few files.
+    target_file_rows: int = Field(2_000_000, gt=0)
+
+
+class SparkConfig(StrictModel):
+    master: str | None = Field(
+        "local[2]", description="Used only outside spark-submit; null leaves the master to the launcher."
+    )
+    app_name: str = "shoplake"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        # YAML reads `4` and `false` as int/bool; Spark wants strings.
+        if isinstance(value, dict):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
+class LandingConfig(StrictModel):
+    root: str = Field("data/landing", description="Folder (or URI) the sources deliver files into.")
+    source_time_zone: str = Field("Asia/Shanghai", description="Zone of naive source timestamps.")
+    sources: list[str] = Field(
+        default_factory=lambda: ["shop"], description="Source mappings (conf/sources/<name>.yaml) to ingest."
+    )
+
+
+class PrivacyConfig(StrictModel):
+    secret_env: str = Field(
+        "SHOPLAKE_PSEUDONYM_SECRET", description="Environment variable holding the pseudonym HMAC key."
+    )
+
+
+class GenerateConfig(StrictModel):
+    users: int = Field(2000, gt=0)
+    days: int = Field(60, gt=0)
+    seed: int = 42
+    start_date: date = date(2024, 1, 1)
+    out: str = Field("data/landing", description="Where generated landing files go.")
+
+
+class IngestConfig(StrictModel):
+    # Stop the run when more than this share of a file's records is quarantined:
+    # a file that is mostly garbage is more likely a wrong mapping than bad rows.
+    max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class ShopLakeConfig(StrictModel):
+    env: str
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    landing: LandingConfig = Field(default_factory=LandingConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
+
+    def resolve_path(self, value: str) -> str:
+        """Resolve a configured path: URIs and absolute paths as they are, the rest
+        against the project root (the folder above ``conf/``)."""
+        if "://" in value or os.path.isabs(value):
+            return value
+        return str((Path(self.conf_dir).parent / value).resolve())
+
+    @property
+    def lake_root(self) -> str:
+        return self.resolve_path(self.lake.root)
+
+    @property
+    def landing_root(self) -> str:
+        return self.resolve_path(self.landing.root)
+
+    def pseudonym_secret(self) -> bytes:
+        """The HMAC key for pseudonyms, from the environment only; no default exists."""
+        name = self.privacy.secret_env
+        value = os.environ.get(name)
+        if not value:
+            raise MissingSecretError(
+                f"environment variable {name} is not set: set it to the pseudonym secret "
+                f"(e.g. `export {name}=$(openssl rand -hex 32)`); it is never read from files"
+            )
+        return value.encode("utf-8")
+
+
+def find_conf_dir(conf_dir: str | Path | None = None) -> Path:
+    """The conf folder: an explicit path, then $SHOPLAKE_CONF_DIR, then the project's ``conf/``."""
+    candidates = [conf_dir, os.environ.get(CONF_DIR_ENV), PROJECT_ROOT / "conf", Path.cwd() / "conf"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "base.yaml").is_file():
+            return Path(candidate).resolve()
+    raise ConfigError(
+        f"no conf/base.yaml found (looked in: {', '.join(str(c) for c in candidates if c)}); "
+        f"pass --conf-dir or set {CONF_DIR_ENV}"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``; nested mappings merge, other values replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``, the value read as YAML (``4`` is an int)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. lake.root=/tmp/lake")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    key = key.strip()
+    parts = key.split(".")
+    # Keys of free-form maps contain dots themselves (spark.conf.spark.sql.x).
+    for prefix in FREE_FORM_MAPS:
+        if key.startswith(prefix + "."):
+            parts = [*prefix.split("."), key[len(prefix) + 1 :]]
+    node: Any = value
+    for part in reversed(parts):
+        node = {part: node}
+    return node
+
+
+def _format_validation_error(exc: ValidationError, sources: str) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+        else:
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return f"invalid config ({sources}): " + "; ".join(problems)
+
+
+def load_config(
+    env: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    conf_dir: str | Path | None = None,
+) -> ShopLakeConfig:
+    """Load and validate the configuration for ``env``.
+
+    Raises:
+        ConfigError: naming the file and key when anything is unknown or mistyped.
+    """
+    folder = find_conf_dir(conf_dir)
+    env_file = folder / f"{env}.yaml"
+    if not env_file.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown env {env!r}: no {env_file} (known: {', '.join(known)})")
+    data = deep_merge(_read_yaml(folder / "base.yaml"), _read_yaml(env_file))
+    for text in overrides:
+        data = deep_merge(data, parse_override(text))
+    data["env"] = env
+    data["conf_dir"] = str(folder)
+    sources = f"{folder / 'base.yaml'} + {env_file.name}" + (" + --set" if overrides else "")
+    try:
+        return ShopLakeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, sources)) from None

@@ -1,0 +1,55 @@
+"""Delta IO: one API (:class:`DeltaStore`), two engines, chosen by configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import SparkSession
+
+from common.config import ShopLakeConfig
+from common.delta.base import Commit, DeltaStore
+from common.errors import EnvironmentProblem
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Commit", "DeltaStore", "delta_spark_available", "open_store"]
+
+
+def delta_spark_available(spark: SparkSession) -> bool:
+    """True when the delta-spark classes load in this session (jars on the classpath
+    and the Delta SQL extension configured)."""
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if "io.delta.sql.DeltaSparkSessionExtension" not in extensions:
+        return False
+    try:
+        from delta.tables import DeltaTable
+
+        # Fails with a JVM error when the jars are missing.
+        DeltaTable.isDeltaTable(spark, "file:///nonexistent-shoplake-probe")
+        return True
+    except Exception:  # noqa: BLE001 - any failure here means "not available"
+        return False
+
+
+def open_store(spark: SparkSession, cfg: ShopLakeConfig, root: str | None = None) -> DeltaStore:
+    """The store for ``cfg.lake.backend`` (``auto``: delta-spark when available, else delta-rs)."""
+    root = root or cfg.lake_root
+    backend = cfg.lake.backend
+    if backend == "auto":
+        backend = "delta-spark" if delta_spark_available(spark) else "delta-rs"
+    if backend == "delta-spark":
+        if not delta_spark_available(spark):
+            raise EnvironmentProblem(
+                "lake.backend is delta-spark but the Delta classes do not load: start Spark with "
+                "--packages io.delta:delta-spark_2.13:4.4.1 (or the platform's Delta) or set "
+                "lake.backend=delta-rs"
+            )
+        from common.delta.spark_store import SparkDeltaStore
+
+        store: DeltaStore = SparkDeltaStore(spark, root, target_file_rows=cfg.lake.target_file_rows)
+    else:
+        from common.delta.rs_store import RsDeltaStore
+
+        store = RsDeltaStore(spark, root, target_file_rows=cfg.lake.target_file_rows)
+    log.info("Delta backend %s at %s", store.backend, root)
+    return store

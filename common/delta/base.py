@@ -1,0 +1,170 @@
+"""The one Delta table API every job uses.
+
+Two implementations sit behind it: :class:`common.delta.spark_store.SparkDeltaStore`
+(the JVM delta-spark connector, used on clusters) and
+:class:`common.delta.rs_store.RsDeltaStore` (delta-rs via the ``deltalake``
+package, the embedded default where the Delta jars are not on the classpath).
+Jobs never import either library directly; they get a store from
+:func:`common.delta.open_store`.
+
+Tables are addressed by :class:`common.tables.TableSpec`; a table lives at
+``<lake root>/<layer>/<table>``. Every write validates the DataFrame's columns
+against the spec, writes in the spec's column order, and returns the table's
+new version. Predicates are SQL strings both engines understand (comparisons,
+``IN``, ``AND``/``OR``, ``IS NULL``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.errors import SchemaMismatch
+from common.tables import TableSpec
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One entry of a table's history."""
+
+    version: int
+    timestamp_ms: int
+    operation: str
+    parameters: dict[str, Any]
+
+
+class DeltaStore(ABC):
+    """Read and write the lake's Delta tables."""
+
+    backend: str = "abstract"
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        self.spark = spark
+        self.root = root.rstrip("/")
+
+    def path(self, table: TableSpec) -> str:
+        """Where ``table`` lives (a local path or a URI)."""
+        return f"{self.root}/{table.relative_path()}"
+
+    def conform(self, table: TableSpec, df: DataFrame) -> DataFrame:
+        """Check columns against the spec and cast to the declared types and order."""
+        table.check_columns(df.columns)
+        return df.select([df[f.name].cast(f.dataType).alias(f.name) for f in table.schema.fields])
+
+    # -- reading ----------------------------------------------------------------
+    @abstractmethod
+    def exists(self, table: TableSpec) -> bool:
+        """True when a Delta table exists at the table's path."""
+
+    @abstractmethod
+    def version(self, table: TableSpec) -> int | None:
+        """The latest version, or None when the table does not exist."""
+
+    @abstractmethod
+    def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
+        """The table as a Spark DataFrame (latest, or as of ``version``)."""
+
+    @abstractmethod
+    def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
+        """Commits, newest first."""
+
+    # -- writing ----------------------------------------------------------------
+    @abstractmethod
+    def overwrite(self, table: TableSpec, df: DataFrame) -> int:
+        """Replace the table's content with ``df`` (creating the table if needed)."""
+
+    @abstractmethod
+    def append(self, table: TableSpec, df: DataFrame) -> int:
+        """Add ``df``'s rows. An empty ``df`` on an existing table commits nothing."""
+
+    @abstractmethod
+    def replace_where(self, table: TableSpec, df: DataFrame, predicate: str) -> int:
+        """Delete rows matching ``predicate`` and add ``df`` (whose rows must match it)."""
+
+    @abstractmethod
+    def merge(self, table: TableSpec, df: DataFrame, keys: Sequence[str] | None = None) -> int:
+        """Upsert on ``keys`` (default: the spec's keys): matched rows are updated,
+        the rest inserted. ``df`` must be unique on the keys."""
+
+    @abstractmethod
+    def delete_where(self, table: TableSpec, predicate: str) -> int:
+        """Delete rows matching ``predicate``; a missing table or no match commits nothing.
+
+        Returns the table's version after the call (-1 when the table does not exist)."""
+
+    # -- maintenance ------------------------------------------------------------
+    @abstractmethod
+    def vacuum(self, table: TableSpec, retention_hours: float = 168) -> list[str]:
+        """Physically delete files no longer referenced and older than the retention."""
+
+    @abstractmethod
+    def optimize(self, table: TableSpec) -> dict[str, Any]:
+        """Compact small files; returns the engine's metrics."""
+
+    # -- checks shared by the engines ---------------------------------------------
+    @staticmethod
+    def _merge_keys(table: TableSpec, keys: Sequence[str] | None) -> tuple[str, ...]:
+        """The merge keys: ``keys`` when given, else the spec's; each must be a column."""
+        chosen = tuple(keys) if keys is not None else table.keys
+        if not chosen:
+            raise SchemaMismatch(f"{table.name}: merge needs keys; none were given and the spec declares none")
+        unknown = [k for k in chosen if k not in table.columns]
+        if unknown:
+            raise SchemaMismatch(
+                f"{table.name}: merge keys {unknown} are not columns; columns are {list(table.columns)}"
+            )
+        return chosen
+
+    @staticmethod
+    def _require_unique_keys(table: TableSpec, df: DataFrame, keys: Sequence[str]) -> None:
+        """Raise :class:`SchemaMismatch` with an example when ``df`` repeats a key.
+
+        A merge source with repeated keys has no single "new" row for a target row,
+        so which one wins would depend on task order.
+        """
+        dup = df.groupBy(*keys).count().where(F.col("count") > 1).limit(1).collect()
+        if dup:
+            example = {k: dup[0][k] for k in keys}
+            raise SchemaMismatch(
+                f"{table.name}: merge source is not unique on keys {list(keys)}: "
+                f"e.g. {example} appears {dup[0]['count']} times; deduplicate it first"
+            )
+
+    @staticmethod
+    def _require_rows_match(table: TableSpec, df: DataFrame, predicate: str) -> None:
+        """Raise :class:`SchemaMismatch` when a row of ``df`` falls outside ``predicate``.
+
+        replace_where deletes only what the predicate selects, so a row outside it
+        would survive the next replace of the same slice and be duplicated.
+        """
+        outside = df.where(F.expr(f"NOT coalesce(({predicate}), false)"))
+        if outside.limit(1).count():
+            raise SchemaMismatch(
+                f"{table.name}: replace_where({predicate!r}) was given {outside.count()} rows "
+                "that do not match the predicate"
+            )
+
+    @contextmanager
+    def _temporary_conf(self, conf: Mapping[str, str]) -> Iterator[None]:
+        """Set session settings for one operation and put the previous values back.
+
+        The session is shared, so this is only for settings an operation needs
+        (timestamp encoding, a retention check) and not for tuning.
+        """
+        previous = {key: self.spark.conf.get(key, None) for key in conf}
+        for key, value in conf.items():
+            self.spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, value)

@@ -1,0 +1,243 @@
+"""Delta tables through the JVM delta-spark connector (used on clusters).
+
+Needs the delta-spark jars on the classpath and the Delta SQL extension in the
+session (``--packages io.delta:delta-spark_2.13:4.4.1``; see
+:func:`common.delta.delta_spark_available`). Every operation is a single Delta
+commit made by delta-spark itself, so atomicity and conflict detection are
+delta-spark's (optimistic concurrency, WriteSerializable by default).
+
+Each write tags its commit with a unique ``userMetadata`` so the version it
+created can be found in the history even when another writer commits right
+after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+from pyspark.sql import functions as F
+
+from common.delta.base import Commit, DeltaStore
+from common.errors import InputError
+from common.tables import TableSpec
+
+log = logging.getLogger(__name__)
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+# How far back to look for this store's own commit when working out the version it wrote.
+_HISTORY_SEARCH = 100
+
+
+class SparkDeltaStore(DeltaStore):
+    """Delta tables read and written by delta-spark.
+
+    Args:
+        spark: a session with the Delta extension and catalog configured.
+        root: the lake root (any URI the cluster's Hadoop filesystems can open).
+        target_file_rows: most rows in one data file (``maxRecordsPerFile``).
+    """
+
+    backend = "delta-spark"
+
+    def __init__(self, spark: SparkSession, root: str, target_file_rows: int = 2_000_000) -> None:
+        super().__init__(spark, root)
+        self.target_file_rows = target_file_rows
+
+    # -- reading ----------------------------------------------------------------
+    def exists(self, table: TableSpec) -> bool:
+        return bool(self._delta_table_cls().isDeltaTable(self.spark, self.path(table)))
+
+    def version(self, table: TableSpec) -> int | None:
+        if not self.exists(table):
+            return None
+        return int(self._table(table).history(1).select("version").first()[0])
+
+    def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
+        self._require_table(table)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        try:
+            return reader.load(self.path(table)).select(*table.columns)
+        except AnalysisException as exc:
+            if version is None:
+                raise
+            raise InputError(
+                f"{table.name}: version {version} of the Delta table at {self.path(table)} cannot be read ({exc})"
+            ) from exc
+
+    def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
+        self._require_table(table)
+        rows = (
+            self._table(table)
+            .history(limit)
+            .select(
+                "version",
+                F.expr("unix_millis(timestamp)").alias("timestamp_ms"),
+                "operation",
+                "operationParameters",
+            )
+            .orderBy(F.col("version").desc())
+            .collect()
+        )
+        return [
+            Commit(
+                version=int(r["version"]),
+                timestamp_ms=int(r["timestamp_ms"]),
+                operation=str(r["operation"]),
+                parameters=dict(r["operationParameters"] or {}),
+            )
+            for r in rows
+        ]
+
+    # -- writing ----------------------------------------------------------------
+    def overwrite(self, table: TableSpec, df: DataFrame) -> int:
+        write_id = self._write_id()
+        self._writer(table, self.conform(table, df), "overwrite", write_id).save(self.path(table))
+        return self._version_of(table, write_id)
+
+    def append(self, table: TableSpec, df: DataFrame) -> int:
+        conformed = self.conform(table, df)
+        if self.exists(table) and conformed.isEmpty():
+            # delta-spark would commit an empty version; the contract is "nothing".
+            return self._require_version(table)
+        write_id = self._write_id()
+        self._writer(table, conformed, "append", write_id).save(self.path(table))
+        return self._version_of(table, write_id)
+
+    def replace_where(self, table: TableSpec, df: DataFrame, predicate: str) -> int:
+        """Delete rows matching ``predicate`` and add ``df`` in one commit (``replaceWhere``).
+
+        Raises:
+            SchemaMismatch: when a row of ``df`` does not match ``predicate``.
+        """
+        conformed = self.conform(table, df)
+        # delta-spark checks this too while writing, but reports it as an engine
+        # error raised inside a task; checking first gives the same error as the
+        # delta-rs backend and applies when the table does not exist yet.
+        self._require_rows_match(table, conformed, predicate)
+        write_id = self._write_id()
+        writer = self._writer(table, conformed, "overwrite", write_id)
+        if self.exists(table):
+            writer = writer.option("replaceWhere", predicate)
+        writer.save(self.path(table))
+        return self._version_of(table, write_id)
+
+    def merge(self, table: TableSpec, df: DataFrame, keys: Sequence[str] | None = None) -> int:
+        """Upsert ``df`` on ``keys`` with ``MERGE``; null keys never match and are inserted.
+
+        Raises:
+            SchemaMismatch: when ``df`` repeats a key, or a key is not a column.
+        """
+        merge_keys = self._merge_keys(table, keys)
+        source = self.conform(table, df)
+        self._require_unique_keys(table, source, merge_keys)
+        if not self.exists(table):
+            write_id = self._write_id()
+            self._writer(table, source, "append", write_id).save(self.path(table))
+            return self._version_of(table, write_id)
+        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in merge_keys)
+        write_id = self._write_id()
+        with self._temporary_conf({USER_METADATA_CONF: write_id}):
+            (
+                self._table(table)
+                .alias("t")
+                .merge(source.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        return self._version_of(table, write_id)
+
+    def delete_where(self, table: TableSpec, predicate: str) -> int:
+        if not self.exists(table):
+            return -1
+        # Data skipping keeps this probe cheap, and it avoids an empty DELETE commit.
+        if self.read(table).where(F.expr(predicate)).isEmpty():
+            return self._require_version(table)
+        write_id = self._write_id()
+        with self._temporary_conf({USER_METADATA_CONF: write_id}):
+            self._table(table).delete(predicate)
+        return self._version_of(table, write_id)
+
+    # -- maintenance ------------------------------------------------------------
+    def vacuum(self, table: TableSpec, retention_hours: float = 168) -> list[str]:
+        """Delete unreferenced files older than ``retention_hours`` (0 is allowed).
+
+        The retention safety check is turned off for this call only: the caller
+        chose the retention, and erasure needs 0 to remove superseded copies of
+        personal data. Returns the deleted paths (from a dry run just before).
+        """
+        if retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
+        self._require_table(table)
+        quoted = self.path(table).replace("`", "``")
+        with self._temporary_conf({RETENTION_CHECK_CONF: "false"}):
+            doomed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {retention_hours:g} HOURS DRY RUN").collect()
+            self._table(table).vacuum(float(retention_hours))
+        removed = [str(r[0]) for r in doomed]
+        log.info("vacuum %s: %d files removed", table.name, len(removed))
+        return removed
+
+    def optimize(self, table: TableSpec) -> dict[str, Any]:
+        """Compact small files (``OPTIMIZE``); returns delta-spark's metrics."""
+        self._require_table(table)
+        result = self._table(table).optimize().executeCompaction().collect()
+        metrics = result[0]["metrics"].asDict(recursive=True) if result else {}
+        log.info("optimize %s: %s", table.name, metrics)
+        return metrics
+
+    # -- internals ----------------------------------------------------------------
+    def _delta_table_cls(self) -> Any:
+        # Spark Connect sessions need delta's Connect client; classic ones the py4j API.
+        if type(self.spark).__module__.startswith("pyspark.sql.connect"):
+            from delta.connect.tables import DeltaTable
+        else:
+            from delta.tables import DeltaTable
+        return DeltaTable
+
+    def _table(self, table: TableSpec) -> Any:
+        return self._delta_table_cls().forPath(self.spark, self.path(table))
+
+    def _require_table(self, table: TableSpec) -> None:
+        if not self.exists(table):
+            raise InputError(f"{table.name}: no Delta table at {self.path(table)}")
+
+    def _require_version(self, table: TableSpec) -> int:
+        version = self.version(table)
+        if version is None:
+            raise InputError(f"{table.name}: no Delta table at {self.path(table)}")
+        return version
+
+    @staticmethod
+    def _write_id() -> str:
+        return f"shoplake:{uuid.uuid4().hex}"
+
+    def _writer(self, table: TableSpec, df: DataFrame, mode: str, write_id: str) -> DataFrameWriter:
+        if table.partition_by:
+            # One task per partition value: files of up to maxRecordsPerFile rows
+            # per partition instead of one small file per task and partition.
+            df = df.repartition(*table.partition_by)
+        writer = (
+            df.write.format("delta")
+            .mode(mode)
+            .option("maxRecordsPerFile", self.target_file_rows)
+            .option("userMetadata", write_id)
+        )
+        if table.partition_by:
+            writer = writer.partitionBy(*table.partition_by)
+        return writer
+
+    def _version_of(self, table: TableSpec, write_id: str) -> int:
+        """The version whose commit carries ``write_id`` (the latest if not found)."""
+        history = self._table(table).history(_HISTORY_SEARCH)
+        match = history.where(F.col("userMetadata") == write_id).select("version").first()
+        if match is not None:
+            return int(match[0])
+        return int(history.select(F.max("version")).first()[0])

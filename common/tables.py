@@ -1,0 +1,458 @@
+"""The table registry: every table's name, layer, schema, keys and partitioning,
+declared once and used by writers, readers, tests and docs.
+
+Bronze tables hold source records typed to these schemas plus ingest metadata
+(:data:`INGEST_META`); raw personal data lives only there. Silver and gold hold
+pseudonymous keys only (``user_key``), never names, phones, e-mails, ID numbers,
+street addresses or full IPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import types as T
+
+from common.errors import SchemaMismatch
+
+LAYERS = ("bronze", "silver", "gold", "ops")
+
+MONEY = T.DecimalType(18, 2)
+
+
+def _fields(*specs: tuple[str, T.DataType] | tuple[str, T.DataType, bool]) -> list[T.StructField]:
+    out = []
+    for spec in specs:
+        name, dtype, *nullable = spec
+        out.append(T.StructField(name, dtype, nullable[0] if nullable else True))
+    return out
+
+
+# Provenance carried by every bronze row: where it came from and which run put it there.
+# `_file_sha256` makes ingest idempotent per file content (re-runs replace, never duplicate).
+INGEST_META = _fields(
+    ("_source", T.StringType(), False),
+    ("_source_file", T.StringType(), False),
+    ("_source_line", T.LongType(), False),
+    ("_file_sha256", T.StringType(), False),
+    ("_ingest_run_id", T.StringType(), False),
+    ("_ingested_at", T.TimestampType(), False),
+)
+INGEST_META_NAMES = tuple(f.name for f in INGEST_META)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table's declaration.
+
+    Attributes:
+        name: ``<layer>.<table>``, e.g. ``bronze.events``.
+        schema: the exact columns and types written.
+        keys: columns that identify a row (unique in silver/gold; merge keys).
+        partition_by: Delta partition columns.
+        pii: True when the table holds raw personal data (bronze only).
+        description: one line for docs and ``shoplake tables``.
+    """
+
+    name: str
+    schema: T.StructType
+    keys: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] = ()
+    pii: bool = False
+    description: str = ""
+    columns: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        layer = self.name.split(".", 1)[0]
+        if layer not in LAYERS or "." not in self.name:
+            raise ValueError(f"table name {self.name!r} must be <layer>.<table> with layer in {LAYERS}")
+        if self.pii and layer != "bronze":
+            raise ValueError(f"{self.name}: raw personal data may live only in bronze")
+        cols = tuple(self.schema.fieldNames())
+        missing = [c for c in (*self.keys, *self.partition_by) if c not in cols]
+        if missing:
+            raise ValueError(f"{self.name}: keys/partitions {missing} are not columns ({list(cols)})")
+        object.__setattr__(self, "columns", cols)
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    def relative_path(self) -> str:
+        """Path of the table below the lake root: ``<layer>/<table>``."""
+        return f"{self.layer}/{self.short_name}"
+
+    def check_columns(self, found: list[str] | tuple[str, ...]) -> None:
+        """Raise :class:`SchemaMismatch` listing what is missing and what is extra."""
+        missing = [c for c in self.columns if c not in found]
+        extra = [c for c in found if c not in self.columns]
+        if missing or extra:
+            raise SchemaMismatch(
+                f"{self.name}: columns do not match the declared schema; "
+                f"missing {missing}, unexpected {extra}, expected {list(self.columns)}"
+            )
+
+
+def bronze(name: str, description: str, *cols, keys=(), pii=False) -> TableSpec:
+    schema = T.StructType(_fields(("source_system", T.StringType(), False), *cols) + INGEST_META)
+    return TableSpec(f"bronze.{name}", schema, keys=keys, pii=pii, description=description)
+
+
+# ---------------------------------------------------------------------------- bronze
+BRONZE_CUSTOMERS = bronze(
+    "customers",
+    "Customer records as registered, raw personal data intact (restricted zone).",
+    ("customer_id", T.StringType(), False),
+    ("name", T.StringType()),
+    ("phone", T.StringType()),
+    ("email", T.StringType()),
+    ("id_number", T.StringType()),
+    ("gender", T.StringType()),
+    ("birth_date", T.DateType()),
+    ("province", T.StringType()),
+    ("city", T.StringType()),
+    ("address", T.StringType()),
+    ("country", T.StringType()),
+    ("registered_at", T.TimestampType()),
+    ("member_level", T.StringType()),
+    ("marketing_consent", T.BooleanType()),
+    ("updated_at", T.TimestampType()),
+    keys=("source_system", "customer_id"),
+    pii=True,
+)
+
+BRONZE_PRODUCTS = bronze(
+    "products",
+    "Product catalogue records.",
+    ("product_id", T.StringType(), False),
+    ("product_name", T.StringType()),
+    ("category_l1", T.StringType()),
+    ("category_l2", T.StringType()),
+    ("category_l3", T.StringType()),
+    ("brand", T.StringType()),
+    ("price", MONEY),
+    ("updated_at", T.TimestampType()),
+    keys=("source_system", "product_id"),
+)
+
+BRONZE_EVENTS = bronze(
+    "events",
+    "Clickstream events (view, search, add_to_cart, ...), IPs intact.",
+    ("event_id", T.StringType()),
+    ("user_id", T.StringType()),
+    ("session_id", T.StringType()),
+    ("event_type", T.StringType(), False),
+    ("event_time", T.TimestampType(), False),
+    ("product_id", T.StringType()),
+    ("search_query", T.StringType()),
+    ("channel", T.StringType()),
+    ("device", T.StringType()),
+    ("ip", T.StringType()),
+    ("page", T.StringType()),
+    keys=("source_system", "event_id"),
+    pii=True,
+)
+
+BRONZE_ORDERS = bronze(
+    "orders",
+    "Order headers; one row per delivered version of an order.",
+    ("order_id", T.StringType(), False),
+    ("user_id", T.StringType()),
+    ("order_time", T.TimestampType()),  # basket files carry no time
+    ("status", T.StringType()),
+    ("payment_method", T.StringType()),
+    ("channel", T.StringType()),
+    ("coupon_code", T.StringType()),
+    ("discount_amount", MONEY),
+    ("total_amount", MONEY),
+    ("currency", T.StringType()),
+    ("updated_at", T.TimestampType()),
+    keys=("source_system", "order_id"),
+)
+
+BRONZE_ORDER_LINES = bronze(
+    "order_lines",
+    "Order lines: product, quantity and price per order.",
+    ("order_id", T.StringType(), False),
+    ("line_no", T.IntegerType(), False),
+    ("product_id", T.StringType(), False),
+    ("quantity", T.IntegerType()),
+    ("unit_price", MONEY),
+    ("line_amount", MONEY),
+    ("updated_at", T.TimestampType()),
+    keys=("source_system", "order_id", "line_no"),
+)
+
+BRONZE_CAMPAIGN_TOUCHES = bronze(
+    "campaign_touches",
+    "Campaign sends with their outcome flags and cost.",
+    ("touch_id", T.StringType(), False),
+    ("campaign_id", T.StringType(), False),
+    ("user_id", T.StringType(), False),
+    ("channel", T.StringType()),
+    ("variant", T.StringType()),
+    ("sent_at", T.TimestampType(), False),
+    ("opened", T.BooleanType()),
+    ("clicked", T.BooleanType()),
+    ("converted", T.BooleanType()),
+    ("cost", MONEY),
+    keys=("source_system", "touch_id"),
+)
+
+BRONZE_QUARANTINE = TableSpec(
+    "bronze.quarantine",
+    T.StructType(
+        _fields(
+            ("source_system", T.StringType(), False),
+            ("target_table", T.StringType(), False),
+            ("reason", T.StringType(), False),
+            ("detail", T.StringType(), False),
+            ("raw", T.StringType()),
+        )
+        + INGEST_META
+    ),
+    keys=("_file_sha256", "_source_line"),
+    pii=True,
+    description="Records that could not be parsed or typed: raw text, file, line and reason.",
+)
+
+BRONZE_INGESTED_FILES = TableSpec(
+    "bronze.ingested_files",
+    T.StructType(
+        _fields(
+            ("source_system", T.StringType(), False),
+            ("feed", T.StringType(), False),
+            ("path", T.StringType(), False),
+            ("file_sha256", T.StringType(), False),
+            ("size_bytes", T.LongType(), False),
+            ("records", T.LongType(), False),
+            ("loaded", T.LongType(), False),
+            ("quarantined", T.LongType(), False),
+            ("ingest_run_id", T.StringType(), False),
+            ("ingested_at", T.TimestampType(), False),
+        )
+    ),
+    keys=("file_sha256",),
+    description="One row per landing file ingested (content hash), so re-runs and re-deliveries add nothing.",
+)
+
+# ---------------------------------------------------------------------------- silver
+SILVER_CUSTOMERS = TableSpec(
+    "silver.customers",
+    T.StructType(
+        _fields(
+            ("user_key", T.StringType(), False),
+            ("gender", T.StringType()),
+            ("birth_year", T.IntegerType()),
+            ("age_band", T.StringType()),
+            ("province", T.StringType()),
+            ("city", T.StringType()),
+            ("country", T.StringType()),
+            ("email_domain", T.StringType()),
+            ("phone_masked", T.StringType()),
+            ("registered_at", T.TimestampType()),
+            ("member_level", T.StringType()),
+            ("marketing_consent", T.BooleanType()),
+            ("updated_at", T.TimestampType()),
+        )
+    ),
+    keys=("user_key",),
+    description="One row per person, pseudonymised; only derived or generalised attributes.",
+)
+
+SILVER_USER_KEY_MAP = TableSpec(
+    "silver.user_key_map",
+    T.StructType(
+        _fields(
+            ("source_system", T.StringType(), False),
+            ("source_user_id", T.StringType(), False),
+            ("user_key", T.StringType(), False),
+        )
+    ),
+    keys=("source_system", "source_user_id"),
+    description="Every source id (hashed with the secret) to the surviving user_key.",
+)
+
+SILVER_PRODUCTS = TableSpec(
+    "silver.products",
+    T.StructType(
+        _fields(
+            ("item_id", T.StringType(), False),
+            ("product_name", T.StringType()),
+            ("category_l1", T.StringType()),
+            ("category_l2", T.StringType()),
+            ("category_l3", T.StringType()),
+            ("brand", T.StringType()),
+            ("price", MONEY),
+        )
+    ),
+    keys=("item_id",),
+    description="One row per product.",
+)
+
+SILVER_EVENTS = TableSpec(
+    "silver.events",
+    T.StructType(
+        _fields(
+            ("event_id", T.StringType(), False),
+            ("user_key", T.StringType()),
+            ("session_id", T.StringType()),
+            ("event_type", T.StringType(), False),
+            ("event_time", T.TimestampType(), False),
+            ("event_date", T.DateType(), False),
+            ("item_id", T.StringType()),
+            ("search_query", T.StringType()),
+            ("channel", T.StringType()),
+            ("device", T.StringType()),
+            ("ip_prefix", T.StringType()),
+        )
+    ),
+    keys=("event_id",),
+    partition_by=("event_date",),
+    description="One row per real event, deduplicated, UTC, IP truncated.",
+)
+
+SILVER_ORDERS = TableSpec(
+    "silver.orders",
+    T.StructType(
+        _fields(
+            ("order_id", T.StringType(), False),
+            ("user_key", T.StringType()),
+            ("order_time", T.TimestampType(), False),
+            ("status", T.StringType()),
+            ("payment_method", T.StringType()),
+            ("channel", T.StringType()),
+            ("coupon_code", T.StringType()),
+            ("discount_amount", MONEY),
+            ("total_amount", MONEY),
+            ("currency", T.StringType()),
+            ("updated_at", T.TimestampType()),
+        )
+    ),
+    keys=("order_id",),
+    description="One row per order, latest version wins.",
+)
+
+SILVER_ORDER_LINES = TableSpec(
+    "silver.order_lines",
+    T.StructType(
+        _fields(
+            ("order_id", T.StringType(), False),
+            ("line_no", T.IntegerType(), False),
+            ("item_id", T.StringType(), False),
+            ("quantity", T.IntegerType()),
+            ("unit_price", MONEY),
+            ("line_amount", MONEY),
+        )
+    ),
+    keys=("order_id", "line_no"),
+    description="One row per order line.",
+)
+
+SILVER_CAMPAIGN_TOUCHES = TableSpec(
+    "silver.campaign_touches",
+    T.StructType(
+        _fields(
+            ("touch_id", T.StringType(), False),
+            ("campaign_id", T.StringType(), False),
+            ("user_key", T.StringType(), False),
+            ("channel", T.StringType()),
+            ("variant", T.StringType()),
+            ("sent_at", T.TimestampType(), False),
+            ("opened", T.BooleanType()),
+            ("clicked", T.BooleanType()),
+            ("converted", T.BooleanType()),
+            ("cost", MONEY),
+        )
+    ),
+    keys=("touch_id",),
+    description="One row per campaign touch.",
+)
+
+# ---------------------------------------------------------------------------- gold
+# Gold schemas are declared here as the jobs that write them land; each is
+# computed as of an explicit date.
+GOLD_RFM = TableSpec(
+    "gold.rfm",
+    T.StructType(
+        _fields(
+            ("user_key", T.StringType(), False),
+            ("as_of", T.DateType(), False),
+            ("recency_days", T.IntegerType()),
+            ("frequency", T.LongType()),
+            ("monetary", MONEY),
+            ("r_score", T.IntegerType()),
+            ("f_score", T.IntegerType()),
+            ("m_score", T.IntegerType()),
+            ("rfm_segment", T.StringType()),
+        )
+    ),
+    keys=("user_key", "as_of"),
+    description="Recency, frequency and monetary value with quintile scores, as of a date.",
+)
+
+# ---------------------------------------------------------------------------- ops
+OPS_RUN_LOG = TableSpec(
+    "ops.run_log",
+    T.StructType(
+        _fields(
+            ("run_id", T.StringType(), False),
+            ("job", T.StringType(), False),
+            ("env", T.StringType(), False),
+            ("status", T.StringType(), False),
+            ("started_at", T.TimestampType(), False),
+            ("finished_at", T.TimestampType(), False),
+            ("duration_s", T.DoubleType(), False),
+            ("parameters", T.StringType(), False),
+            ("input_versions", T.MapType(T.StringType(), T.LongType())),
+            ("output_versions", T.MapType(T.StringType(), T.LongType())),
+            ("row_counts", T.MapType(T.StringType(), T.LongType())),
+            ("metrics", T.StringType()),
+            ("error", T.StringType()),
+        )
+    ),
+    keys=("run_id", "job"),
+    description="One row per job run: parameters, table versions read and written, counts, status.",
+)
+
+ALL_TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        BRONZE_CUSTOMERS,
+        BRONZE_PRODUCTS,
+        BRONZE_EVENTS,
+        BRONZE_ORDERS,
+        BRONZE_ORDER_LINES,
+        BRONZE_CAMPAIGN_TOUCHES,
+        BRONZE_QUARANTINE,
+        BRONZE_INGESTED_FILES,
+        SILVER_CUSTOMERS,
+        SILVER_USER_KEY_MAP,
+        SILVER_PRODUCTS,
+        SILVER_EVENTS,
+        SILVER_ORDERS,
+        SILVER_ORDER_LINES,
+        SILVER_CAMPAIGN_TOUCHES,
+        GOLD_RFM,
+        OPS_RUN_LOG,
+    )
+}
+
+# Bronze tables a source mapping may load into.
+BRONZE_DATA_TABLES = {
+    spec.name: spec
+    for spec in ALL_TABLES.values()
+    if spec.layer == "bronze" and spec.name not in ("bronze.quarantine", "bronze.ingested_files")
+}
+
+
+def get_table(name: str) -> TableSpec:
+    """Look a table up by ``<layer>.<table>``; the error lists the known names."""
+    try:
+        return ALL_TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(ALL_TABLES))}") from None

@@ -1,0 +1,193 @@
+"""The ``shoplake`` command line.
+
+    shoplake generate --users 2000 --days 60 --seed 42
+    shoplake run ingest --env local --set landing.sources=[shop]
+    shoplake pipeline
+    shoplake jobs | shoplake tables
+
+Errors end with one line on stderr naming the cause and a non-zero exit code;
+``--debug`` (or SHOPLAKE_DEBUG=1) shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+
+import click
+
+from common.config import ShopLakeConfig, load_config
+from common.errors import ShopLakeError
+from jobs.registry import JOBS, PIPELINE
+
+log = logging.getLogger("shoplake")
+
+_JOB_HELP = "\n".join(f"  {name:<10} {spec.summary}" for name, spec in JOBS.items())
+
+env_option = click.option(
+    "--env", default="local", show_default=True, help="Config environment: conf/<env>.yaml (local, cluster)."
+)
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set lake.root=/tmp/lake (repeatable).",
+)
+conf_dir_option = click.option(
+    "--conf-dir", default=None, envvar="SHOPLAKE_CONF_DIR", help="Folder with base.yaml (default: the project's conf/)."
+)
+
+
+def _config(env: str, overrides: tuple[str, ...], conf_dir: str | None) -> ShopLakeConfig:
+    return load_config(env, overrides, conf_dir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, envvar="SHOPLAKE_DEBUG", help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """ShopLake: Spark jobs that turn an online shop's raw data into marketing decisions,
+    on Delta Lake tables (bronze -> silver -> gold)."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # py4j is chatty at INFO, and PySpark logs every failed query plan at ERROR
+    # before raising; the one-line error at the end says what matters.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("pyspark").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+@cli.command()
+@click.option("--users", type=int, default=None, help="Customers to generate [generate.users].")
+@click.option("--days", type=int, default=None, help="Days of activity [generate.days].")
+@click.option("--seed", type=int, default=None, help="Random seed; same seed, same files [generate.seed].")
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day [generate.start_date].")
+@click.option("--out", default=None, help="Landing folder to write into [generate.out].")
+@env_option
+@set_option
+@conf_dir_option
+def generate(users, days, seed, start_date, out, env, overrides, conf_dir) -> None:
+    """Write deterministic sample landing data for the shop source (customers, products,
+    events, orders, order lines, campaign touches) with planted ground truth in
+    shop/_manifest.json."""
+    from jobs.generate import generate as write_sample
+
+    cfg = _config(env, overrides, conf_dir)
+    g = cfg.generate
+    out_dir = cfg.resolve_path(out or g.out)
+    started = time.monotonic()
+    manifest = write_sample(
+        out_dir,
+        users=users or g.users,
+        days=days or g.days,
+        seed=g.seed if seed is None else seed,
+        start_date=start_date.date() if start_date else g.start_date,
+    )
+    counts = manifest.get("records_expected", {})
+    click.echo(f"generated sample shop data in {out_dir}/shop ({time.monotonic() - started:.1f}s)")
+    for table, n in sorted(counts.items()):
+        click.echo(f"  {table:<24} {n:>10,} records")
+
+
+@cli.command(
+    epilog=f"Jobs:\n\n{_JOB_HELP}",
+    context_settings={"max_content_width": 110},
+)
+@click.argument("job", type=click.Choice(list(JOBS)))
+@env_option
+@set_option
+@conf_dir_option
+@click.option("--run-id", default=None, help="Use this run id instead of a new one.")
+def run(job: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, run_id: str | None) -> None:
+    """Run one JOB (see the list below) and record it in ops.run_log."""
+    cfg = _config(env, overrides, conf_dir)
+    _run_jobs(cfg, [job], run_id)
+
+
+@cli.command()
+@click.option(
+    "--jobs", "job_list", default=",".join(PIPELINE), show_default=True, help="Comma-separated jobs, in order."
+)
+@env_option
+@set_option
+@conf_dir_option
+def pipeline(job_list: str, env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+    """Run the jobs of the pipeline in order; the first failure stops it."""
+    names = [j.strip() for j in job_list.split(",") if j.strip()]
+    unknown = [j for j in names if j not in JOBS]
+    if unknown:
+        raise ShopLakeError(f"--jobs: unknown job(s) {unknown}; known jobs: {', '.join(JOBS)}")
+    cfg = _config(env, overrides, conf_dir)
+    _run_jobs(cfg, names, None)
+
+
+def _run_jobs(cfg: ShopLakeConfig, names: list[str], run_id: str | None) -> None:
+    from common.spark import build_spark
+    from jobs.registry import run_job
+
+    spark = build_spark(cfg)
+    log.info("Spark %s, master %s, env %s, lake %s", spark.version, spark.sparkContext.master, cfg.env, cfg.lake_root)
+    for index, name in enumerate(names, start=1):
+        started = time.monotonic()
+        click.echo(f"[{index}/{len(names)}] {name} ...", err=True)
+        result = run_job(spark, cfg, name, run_id)
+        click.echo(result.summary)
+        click.echo(
+            f"[{index}/{len(names)}] {name} done in {time.monotonic() - started:.1f}s (run {result.run_id})", err=True
+        )
+
+
+@cli.command("jobs")
+def list_jobs() -> None:
+    """List the jobs and what each does."""
+    for name, spec in JOBS.items():
+        click.echo(f"{name:<10} {spec.summary}")
+
+
+@cli.command("tables")
+def list_tables() -> None:
+    """List every table in the registry with its keys and description."""
+    from common.tables import ALL_TABLES
+
+    for name, spec in ALL_TABLES.items():
+        keys = ", ".join(spec.keys) or "-"
+        flag = " [raw PII]" if spec.pii else ""
+        click.echo(f"{name:<26} keys: {keys:<40} {spec.description}{flag}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning any failure into one line and a non-zero exit."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("SHOPLAKE_DEBUG") == "1"
+    try:
+        cli.main(args=args, prog_name="shoplake", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ShopLakeError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, non-zero exit
+        if debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        click.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

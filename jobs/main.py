@@ -1,0 +1,30 @@
+"""spark-submit entry point.
+
+    spark-submit --py-files dist/shoplake.zip jobs/main.py ingest --env cluster --set lake.root=s3a://...
+
+The first argument is a job name (as for ``shoplake run``) or a CLI command
+(``pipeline``, ``generate``); the rest are that command's options. The master
+comes from spark-submit, never from here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def to_cli_args(argv: list[str]) -> list[str]:
+    """``<job> [options]`` -> ``run <job> [options]``; CLI commands pass through."""
+    from jobs.cli import cli
+    from jobs.registry import JOBS
+
+    if argv and argv[0] in JOBS:
+        return ["run", *argv]
+    if argv and argv[0] in cli.commands:
+        return argv
+    return argv or ["--help"]
+
+
+if __name__ == "__main__":
+    from jobs.cli import main
+
+    main(to_cli_args(sys.argv[1:]))
