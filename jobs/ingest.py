@@ -409,7 +409,7 @@ def run(
             stats = _file_stats(batches)
         _check_quarantine_share(stats, cfg.ingest.max_quarantine_share)
         with _phase("write bronze"):
-            outputs = _write_bronze(store, batches, run_id, ingested_at)
+            outputs = _write_bronze(store, batches, stats, run_id, ingested_at, cfg.lake.target_file_rows)
         with _phase("reconcile"):
             _reconcile(store, batches, stats)
         rows = _ingested_files_rows(spark, batches, stats, run_id, ingested_at)
@@ -483,10 +483,21 @@ def _check_quarantine_share(stats: dict[str, dict], limit: float) -> None:
             )
 
 
-def _write_bronze(store: DeltaStore, batches: list[FeedBatch], run_id: str, ingested_at: datetime) -> dict[str, int]:
+def _write_bronze(
+    store: DeltaStore,
+    batches: list[FeedBatch],
+    stats: dict[str, dict],
+    run_id: str,
+    ingested_at: datetime,
+    target_file_rows: int,
+) -> dict[str, int]:
     """Write every table once, replacing whatever an earlier attempt left for these files."""
     frames: dict[str, list[DataFrame]] = defaultdict(list)
     shas: dict[str, list[str]] = defaultdict(list)
+    # Records are split one task per landing file; without coalescing, every table
+    # write would produce one small file per landing file.
+    records = sum(s["records"] for s in stats.values())
+    partitions = max(1, -(-records // target_file_rows))
     for batch in batches:
         valid = batch.typed.where(F.col("_reason").isNull())
         bad = batch.typed.where(F.col("_reason").isNotNull())
@@ -502,6 +513,7 @@ def _write_bronze(store: DeltaStore, batches: list[FeedBatch], run_id: str, inge
         df = parts[0]
         for part in parts[1:]:
             df = df.unionByName(part)
+        df = df.coalesce(partitions)
         predicate = f"_file_sha256 IN ({_sql_in(sorted(set(shas[name])))})"
         versions[name] = store.replace_where(spec, df, predicate)
         log.info("wrote %s (v%s)", name, versions[name])
