@@ -20,9 +20,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install ShopLake with its dev tools
 
-run: setup  ## generate sample data and run the pipeline on the local lake (./lake)
+# A per-machine pseudonym key for the local demo lake only: generated once, never
+# committed. Production sets SHOPLAKE_PSEUDONYM_SECRET itself (which wins here too).
+SECRET_FILE := .secrets/pseudonym.key
+
+$(SECRET_FILE):
+	@mkdir -p .secrets && chmod 700 .secrets
+	@$(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@ && chmod 600 $@
+	@echo "created a local development pseudonym secret in $@ (not for production)"
+
+run: setup $(SECRET_FILE)  ## generate sample data and run the pipeline on the local lake (./lake)
 	$(BIN)/shoplake generate
-	$(BIN)/shoplake pipeline
+	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
 
 lint: setup
 	$(BIN)/ruff check common jobs tests bench

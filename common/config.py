@@ -81,6 +81,41 @@ class IngestConfig(StrictModel):
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class IdentityConfig(StrictModel):
+    # Registrations sharing any of these normalised keys are one person.
+    match_on: list[Literal["phone", "email", "id_number"]] = Field(
+        default_factory=lambda: ["phone", "email", "id_number"]
+    )
+    # Also merge records with the same birth date and city whose normalised names
+    # differ by at most this many edits (0 disables). Off by default: twins often
+    # share a birthday and differ by one character.
+    fuzzy_name_distance: int = Field(0, ge=0, le=3)
+
+
+class CleanConfig(StrictModel):
+    as_of: date | None = Field(
+        None, description="Date age bands are computed at; default: the last day with data (logged)."
+    )
+    event_dedup_window_seconds: int = Field(
+        10, ge=0, description="Id-less events with identical content this close in time are one event."
+    )
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    # Values outside [low, high] are flagged in dq_flags, never dropped.
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "quantity": (-10_000, 10_000),
+            "unit_price": (0, 100_000),
+            "price": (0, 100_000),
+            "line_amount": (-1_000_000, 1_000_000),
+            "total_amount": (-1_000_000, 1_000_000),
+        }
+    )
+    # Categorical values mapped to canonical codes (keys compared lower-cased and trimmed).
+    categories: dict[str, dict[str, str]] = Field(default_factory=dict)
+    age_bands: list[int] = Field(default_factory=lambda: [18, 25, 35, 45, 55, 65])
+    k_anonymity: int = Field(5, ge=1)
+
+
 class ShopLakeConfig(StrictModel):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -89,6 +124,7 @@ class ShopLakeConfig(StrictModel):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
     conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
 
     def resolve_path(self, value: str) -> str:

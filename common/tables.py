@@ -199,7 +199,7 @@ BRONZE_CAMPAIGN_TOUCHES = bronze(
     ("opened", T.BooleanType()),
     ("clicked", T.BooleanType()),
     ("converted", T.BooleanType()),
-    ("cost", MONEY),
+    ("cost", T.DecimalType(18, 4)),
     keys=("source_system", "touch_id"),
 )
 
@@ -241,11 +241,23 @@ BRONZE_INGESTED_FILES = TableSpec(
 )
 
 # ---------------------------------------------------------------------------- silver
+# Every silver row names its source system: ids are unique within a source, and
+# keys include it. `dq_flags` lists soft data-quality findings (values out of
+# bounds, unknown items) that are kept, not dropped.
+DQ_FLAGS = ("dq_flags", T.ArrayType(T.StringType()))
+
+
+def silver(name: str, description: str, *cols, keys=(), partition_by=()) -> TableSpec:
+    schema = T.StructType(_fields(("source_system", T.StringType(), False), *cols))
+    return TableSpec(f"silver.{name}", schema, keys=keys, partition_by=partition_by, description=description)
+
+
 SILVER_CUSTOMERS = TableSpec(
     "silver.customers",
     T.StructType(
         _fields(
             ("user_key", T.StringType(), False),
+            ("source_records", T.IntegerType(), False),
             ("gender", T.StringType()),
             ("birth_year", T.IntegerType()),
             ("age_band", T.StringType()),
@@ -256,121 +268,119 @@ SILVER_CUSTOMERS = TableSpec(
             ("phone_masked", T.StringType()),
             ("registered_at", T.TimestampType()),
             ("member_level", T.StringType()),
-            ("marketing_consent", T.BooleanType()),
+            ("marketing_consent", T.BooleanType(), False),
             ("updated_at", T.TimestampType()),
         )
     ),
     keys=("user_key",),
-    description="One row per person, pseudonymised; only derived or generalised attributes.",
+    description="One row per person (registrations merged), pseudonymised; only derived or generalised attributes.",
 )
 
 SILVER_USER_KEY_MAP = TableSpec(
     "silver.user_key_map",
     T.StructType(
         _fields(
-            ("source_system", T.StringType(), False),
-            ("source_user_id", T.StringType(), False),
+            ("source_key", T.StringType(), False),
             ("user_key", T.StringType(), False),
         )
     ),
-    keys=("source_system", "source_user_id"),
-    description="Every source id (hashed with the secret) to the surviving user_key.",
+    keys=("source_key",),
+    description="Keyed hash of every source customer id -> the surviving user_key of its person.",
 )
 
-SILVER_PRODUCTS = TableSpec(
-    "silver.products",
-    T.StructType(
-        _fields(
-            ("item_id", T.StringType(), False),
-            ("product_name", T.StringType()),
-            ("category_l1", T.StringType()),
-            ("category_l2", T.StringType()),
-            ("category_l3", T.StringType()),
-            ("brand", T.StringType()),
-            ("price", MONEY),
-        )
-    ),
-    keys=("item_id",),
-    description="One row per product.",
+SILVER_PRODUCTS = silver(
+    "products",
+    "One row per product, latest version.",
+    ("item_id", T.StringType(), False),
+    ("product_name", T.StringType()),
+    ("category_l1", T.StringType()),
+    ("category_l2", T.StringType()),
+    ("category_l3", T.StringType()),
+    ("brand", T.StringType()),
+    ("price", MONEY),
+    ("updated_at", T.TimestampType()),
+    DQ_FLAGS,
+    keys=("source_system", "item_id"),
 )
 
-SILVER_EVENTS = TableSpec(
-    "silver.events",
-    T.StructType(
-        _fields(
-            ("event_id", T.StringType(), False),
-            ("user_key", T.StringType()),
-            ("session_id", T.StringType()),
-            ("event_type", T.StringType(), False),
-            ("event_time", T.TimestampType(), False),
-            ("event_date", T.DateType(), False),
-            ("item_id", T.StringType()),
-            ("search_query", T.StringType()),
-            ("channel", T.StringType()),
-            ("device", T.StringType()),
-            ("ip_prefix", T.StringType()),
-        )
-    ),
-    keys=("event_id",),
+SILVER_EVENTS = silver(
+    "events",
+    "One row per real event: duplicates removed, UTC, pseudonymous user, IP truncated.",
+    ("event_id", T.StringType(), False),
+    ("user_key", T.StringType()),
+    ("session_id", T.StringType()),
+    ("event_type", T.StringType(), False),
+    ("event_time", T.TimestampType(), False),
+    ("event_date", T.DateType(), False),
+    ("item_id", T.StringType()),
+    ("search_query", T.StringType()),
+    ("channel", T.StringType()),
+    ("device", T.StringType()),
+    ("ip_prefix", T.StringType()),
+    ("page", T.StringType()),
+    DQ_FLAGS,
+    keys=("source_system", "event_id"),
     partition_by=("event_date",),
-    description="One row per real event, deduplicated, UTC, IP truncated.",
 )
 
-SILVER_ORDERS = TableSpec(
-    "silver.orders",
-    T.StructType(
-        _fields(
-            ("order_id", T.StringType(), False),
-            ("user_key", T.StringType()),
-            ("order_time", T.TimestampType(), False),
-            ("status", T.StringType()),
-            ("payment_method", T.StringType()),
-            ("channel", T.StringType()),
-            ("coupon_code", T.StringType()),
-            ("discount_amount", MONEY),
-            ("total_amount", MONEY),
-            ("currency", T.StringType()),
-            ("updated_at", T.TimestampType()),
-        )
-    ),
-    keys=("order_id",),
-    description="One row per order, latest version wins.",
+SILVER_ORDERS = silver(
+    "orders",
+    "One row per order, latest version wins (paid -> refunded applied).",
+    ("order_id", T.StringType(), False),
+    ("user_key", T.StringType()),
+    ("order_time", T.TimestampType()),
+    ("status", T.StringType()),
+    ("payment_method", T.StringType()),
+    ("channel", T.StringType()),
+    ("coupon_code", T.StringType()),
+    ("discount_amount", MONEY),
+    ("total_amount", MONEY),
+    ("currency", T.StringType()),
+    ("updated_at", T.TimestampType()),
+    DQ_FLAGS,
+    keys=("source_system", "order_id"),
 )
 
-SILVER_ORDER_LINES = TableSpec(
-    "silver.order_lines",
-    T.StructType(
-        _fields(
-            ("order_id", T.StringType(), False),
-            ("line_no", T.IntegerType(), False),
-            ("item_id", T.StringType(), False),
-            ("quantity", T.IntegerType()),
-            ("unit_price", MONEY),
-            ("line_amount", MONEY),
-        )
-    ),
-    keys=("order_id", "line_no"),
-    description="One row per order line.",
+SILVER_ORDER_LINES = silver(
+    "order_lines",
+    "One row per order line, latest version.",
+    ("order_id", T.StringType(), False),
+    ("line_no", T.IntegerType(), False),
+    ("item_id", T.StringType(), False),
+    ("quantity", T.IntegerType()),
+    ("unit_price", MONEY),
+    ("line_amount", MONEY),
+    DQ_FLAGS,
+    keys=("source_system", "order_id", "line_no"),
 )
 
-SILVER_CAMPAIGN_TOUCHES = TableSpec(
-    "silver.campaign_touches",
+SILVER_CAMPAIGN_TOUCHES = silver(
+    "campaign_touches",
+    "One row per campaign touch.",
+    ("touch_id", T.StringType(), False),
+    ("campaign_id", T.StringType(), False),
+    ("user_key", T.StringType()),
+    ("channel", T.StringType()),
+    ("variant", T.StringType()),
+    ("sent_at", T.TimestampType(), False),
+    ("opened", T.BooleanType()),
+    ("clicked", T.BooleanType()),
+    ("converted", T.BooleanType()),
+    ("cost", T.DecimalType(18, 4)),
+    keys=("source_system", "touch_id"),
+)
+
+SILVER_REJECTED = TableSpec(
+    "silver.rejected",
     T.StructType(
         _fields(
-            ("touch_id", T.StringType(), False),
-            ("campaign_id", T.StringType(), False),
-            ("user_key", T.StringType(), False),
-            ("channel", T.StringType()),
-            ("variant", T.StringType()),
-            ("sent_at", T.TimestampType(), False),
-            ("opened", T.BooleanType()),
-            ("clicked", T.BooleanType()),
-            ("converted", T.BooleanType()),
-            ("cost", MONEY),
+            ("table_name", T.StringType(), False),
+            ("failed_expectation", T.StringType(), False),
+            ("record", T.StringType(), False),
+            ("run_id", T.StringType(), False),
         )
     ),
-    keys=("touch_id",),
-    description="One row per campaign touch.",
+    description="Rows a row-level data-quality expectation removed from a silver table (pseudonymised record as JSON).",
 )
 
 # ---------------------------------------------------------------------------- gold
@@ -437,6 +447,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         SILVER_ORDERS,
         SILVER_ORDER_LINES,
         SILVER_CAMPAIGN_TOUCHES,
+        SILVER_REJECTED,
         GOLD_RFM,
         OPS_RUN_LOG,
     )

@@ -145,6 +145,28 @@ def _run_jobs(cfg: ShopLakeConfig, names: list[str], run_id: str | None) -> None
         )
 
 
+@cli.command()
+@click.option("--ids", "ids_file", required=True, type=click.Path(dir_okay=False), help="File with one id per line.")
+@env_option
+@set_option
+@conf_dir_option
+def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+    """Erase people from every bronze, silver and gold table and vacuum old file versions.
+
+    Ids are source customer ids (`shop:C10000203`, or `C10000203` for any source)
+    or silver user keys. The run log records counts, never the ids."""
+    from common.spark import build_spark
+    from jobs.forget import read_ids
+    from jobs.registry import run_job
+
+    cfg = _config(env, overrides, conf_dir)
+    ids = read_ids(ids_file)
+    cfg.pseudonym_secret()  # fail before starting Spark when the secret is missing
+    spark = build_spark(cfg)
+    result = run_job(spark, cfg, "forget", recorded_parameters={"ids_given": len(ids)}, ids=ids)
+    click.echo(result.summary)
+
+
 @cli.command("jobs")
 def list_jobs() -> None:
     """List the jobs and what each does."""

@@ -1199,7 +1199,7 @@ class _ShopGenerator:
                 g = groups[i].tolist()
                 out.append(
                     f"{IPV6_PREFIXES[prefix[i]]}{g[0] % 256:02x}:{g[1]:x}:{g[2]:x}:{g[3]:x}:"
-                    f"{g[4]:x}:{g[5]:x}:{g[6]:x}:{(a * 256 + d):x}"
+                    f"{g[4]:x}:{g[5]:x}:{(a * 256 + d):x}"  # 8 groups in all
                 )
             else:
                 out.append(f"{a}.{b}.{c}.{d}")

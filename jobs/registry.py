@@ -38,7 +38,24 @@ JOBS: dict[str, JobSpec] = {
             "by file content hash",
             ("landing", "ingest"),
         ),
+        JobSpec(
+            "clean",
+            "jobs.clean",
+            "bronze -> silver: deduplicate, merge customer registrations into people, standardise, "
+            "pseudonymise (user_key = HMAC with $SHOPLAKE_PSEUDONYM_SECRET), data-quality gates, publish",
+            ("clean", "privacy"),
+        ),
     )
+}
+
+# Jobs run on demand only, never by the pipeline.
+ON_DEMAND = {
+    "forget": JobSpec(
+        "forget",
+        "jobs.forget",
+        "erase people (source ids or user keys) from every layer and vacuum old versions",
+        ("privacy",),
+    ),
 }
 
 # The order `shoplake pipeline` runs jobs in.
@@ -47,7 +64,7 @@ PIPELINE = tuple(JOBS)
 
 def get_job(name: str) -> JobSpec:
     try:
-        return JOBS[name]
+        return JOBS.get(name) or ON_DEMAND[name]
     except KeyError:
         raise KeyError(f"unknown job {name!r}; known jobs: {', '.join(JOBS)}") from None
 
@@ -59,8 +76,19 @@ def job_parameters(spec: JobSpec, cfg: ShopLakeConfig) -> dict[str, Any]:
     return params
 
 
-def run_job(spark: SparkSession, cfg: ShopLakeConfig, name: str, run_id: str | None = None) -> JobResult:
-    """Run one job and record it in the run log, failed runs included (then re-raise)."""
+def run_job(
+    spark: SparkSession,
+    cfg: ShopLakeConfig,
+    name: str,
+    run_id: str | None = None,
+    recorded_parameters: dict[str, Any] | None = None,
+    **job_args: Any,
+) -> JobResult:
+    """Run one job and record it in the run log, failed runs included (then re-raise).
+
+    ``job_args`` go to the job's ``run``; ``recorded_parameters`` are added to the
+    run log in their place (e.g. a count instead of the identities to erase).
+    """
     from common.delta import open_store
 
     spec = get_job(name)
@@ -68,9 +96,9 @@ def run_job(spark: SparkSession, cfg: ShopLakeConfig, name: str, run_id: str | N
     module = importlib.import_module(spec.module)
     store = open_store(spark, cfg)
     started = datetime.now(timezone.utc)
-    params = job_parameters(spec, cfg)
+    params = {**job_parameters(spec, cfg), **(recorded_parameters or {})}
     try:
-        result: JobResult = module.run(spark, cfg, run_id=run_id, store=store)
+        result: JobResult = module.run(spark, cfg, run_id=run_id, store=store, **job_args)
     except Exception as exc:
         record_run(
             spark,

@@ -223,12 +223,16 @@ def _stat_values(dtype: T.DataType, st: pq.Statistics, logical: dict[str, Any]) 
     return None
 
 
-def parquet_file_stats(metadata: pq.FileMetaData, schema: T.StructType) -> dict[str, Any]:
+def parquet_file_stats(metadata: pq.FileMetaData, schema: T.StructType, string_bounds: bool = True) -> dict[str, Any]:
     """Delta per-file statistics from a Parquet footer (no data pages are read).
 
     Top-level primitive columns get ``nullCount`` and, when every row group has
     usable bounds, ``minValues``/``maxValues``; nested and binary columns get
     none, which Delta readers treat as "unknown" and never prune on.
+    ``string_bounds=False`` leaves string columns unbounded: min/max values live
+    in the transaction log forever, so bronze (the zone with raw personal data)
+    must not copy names, phone numbers or customer ids there: erasure could not
+    remove them.
     """
     fields = {f.name: f.dataType for f in schema.fields}
     leaves = {
@@ -242,6 +246,8 @@ def parquet_file_stats(metadata: pq.FileMetaData, schema: T.StructType) -> dict[
     for name, index in leaves.items():
         dtype = fields[name]
         if isinstance(dtype, (T.BinaryType, T.ArrayType, T.MapType, T.StructType)):
+            continue
+        if not string_bounds and isinstance(dtype, T.StringType):
             continue
         logical = json.loads(metadata.schema.column(index).logical_type.to_json() or "{}")
         null_count = 0
@@ -642,7 +648,7 @@ class RsDeltaStore(DeltaStore):
                     size=int(info.size),
                     rows=metadata.num_rows,
                     partition_values=partition_values_from_path(rel, table.partition_by),
-                    stats=parquet_file_stats(metadata, table.schema),
+                    stats=parquet_file_stats(metadata, table.schema, string_bounds=table.layer != "bronze"),
                 )
             )
         return sorted(files, key=lambda f: f.rel_path)

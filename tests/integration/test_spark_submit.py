@@ -53,4 +53,4 @@ def test_spark_submit_runs_ingest_on_the_submitted_master(tmp_path, shared_data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6,919 records in, 6,919 loaded, 0 quarantined" in proc.stdout
     assert (tmp_path / "lake" / "bronze" / "orders" / "_delta_log").is_dir()
-    assert "master local[1]" in proc.stderr
+    assert "master local[1]" in proc.stdout + proc.stderr

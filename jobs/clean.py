@@ -1,0 +1,580 @@
+"""Clean: bronze -> silver. One row per real thing, standard formats, no raw
+personal data, data-quality gates before anything is published.
+
+- Customers: registrations that share a normalised phone, e-mail or resident ID
+  number (configurable) are one person, found as connected components in Spark.
+  The person's ``user_key`` is the HMAC of its earliest registration's source id;
+  ``silver.user_key_map`` maps the keyed hash of every source id to it, so
+  events and orders of merged accounts follow the person.
+- Events: one row per event id; id-less events with identical content within
+  ``clean.event_dedup_window_seconds`` are one event.
+- Orders, order lines, products, touches: the latest version wins (by update
+  time, then ingest order), so paid -> refunded is applied, not duplicated.
+- Personal data: names, phones, e-mails, ID numbers, addresses and full IPs are
+  used only to derive keys and generalised facts (age band, gender, city, e-mail
+  domain, masked phone, IP /24 or /48) and never written.
+- Write-audit-publish: every silver table is built and validated first
+  (row-level failures go to ``silver.rejected``; a table-level failure stops the
+  job), then all are published with MERGE on their keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from common import privacy
+from common.config import ShopLakeConfig
+from common.delta import DeltaStore, open_store
+from common.runlog import JobResult, new_run_id
+from common.tables import (
+    BRONZE_CAMPAIGN_TOUCHES,
+    BRONZE_CUSTOMERS,
+    BRONZE_EVENTS,
+    BRONZE_ORDER_LINES,
+    BRONZE_ORDERS,
+    BRONZE_PRODUCTS,
+    SILVER_CAMPAIGN_TOUCHES,
+    SILVER_CUSTOMERS,
+    SILVER_EVENTS,
+    SILVER_ORDER_LINES,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+    SILVER_REJECTED,
+    SILVER_USER_KEY_MAP,
+    TableSpec,
+)
+
+log = logging.getLogger(__name__)
+
+def latest_first() -> list[Column]:
+    """Latest version first: update time, then the later delivery, then the later line."""
+    return [
+        F.col("updated_at").desc_nulls_last(),
+        F.col("_ingested_at").desc(),
+        F.col("_source_file").desc(),
+        F.col("_source_line").desc(),
+    ]
+
+
+def earliest_delivery() -> list[Column]:
+    return [F.col("_ingested_at"), F.col("_source_file"), F.col("_source_line")]
+
+
+# ---------------------------------------------------------------------------- column helpers
+def with_latest_version(keys: list[str], order: list[Column] | None = None):
+    """Keep one row per ``keys``: the first by ``order`` (default: latest version)."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        window = Window.partitionBy(*keys).orderBy(*(order or latest_first()))
+        return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
+
+    return transform
+
+
+def mapped_category(col: Column, mapping: dict[str, str]) -> Column:
+    """Canonical code for a categorical value (keys compared lower-cased and trimmed);
+    unmapped values are kept lower-cased so new codes show up rather than vanish."""
+    text = F.lower(F.trim(privacy.text_normalised(col)))
+    if not mapping:
+        return text
+    lookup = F.create_map(*[x for k, v in mapping.items() for x in (F.lit(k.strip().lower()), F.lit(v))])
+    return F.coalesce(lookup[text], text)
+
+
+def bounds_flags(cfg: ShopLakeConfig, columns: list[str]) -> Column:
+    """``dq_flags``: one ``<column>_out_of_bounds`` entry per configured bound the row breaks."""
+    flags = []
+    for name in columns:
+        if name in cfg.clean.bounds:
+            low, high = cfg.clean.bounds[name]
+            broken = (F.col(name) < F.lit(low)) | (F.col(name) > F.lit(high))
+            flags.append(F.when(broken, F.lit(f"{name}_out_of_bounds")))
+    if not flags:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*flags), lambda x: x.isNotNull())
+
+
+# ---------------------------------------------------------------------------- identity
+def identity_keys(customers: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """(record_id, key) pairs: the normalised identity keys of every registration."""
+    parts = []
+    if "phone" in cfg.clean.identity.match_on:
+        parts.append(customers.select("record_id", F.concat(F.lit("phone:"), "phone_e164").alias("key")))
+    if "email" in cfg.clean.identity.match_on:
+        parts.append(customers.select("record_id", F.concat(F.lit("email:"), "email_norm").alias("key")))
+    if "id_number" in cfg.clean.identity.match_on:
+        parts.append(
+            customers.where("id_valid").select("record_id", F.concat(F.lit("id:"), "id_norm").alias("key"))
+        )
+    keys = parts[0]
+    for part in parts[1:]:
+        keys = keys.unionByName(part)
+    keys = keys.where(F.col("key").isNotNull())
+    distance = cfg.clean.identity.fuzzy_name_distance
+    if distance:
+        # Near matches on the name within the same birth date and city.
+        named = customers.where("name_norm IS NOT NULL AND birth_date_any IS NOT NULL").select(
+            "record_id", "name_norm", "birth_date_any", "city"
+        )
+        a, b = named.alias("a"), named.alias("b")
+        pairs = a.join(
+            b,
+            (F.col("a.birth_date_any") == F.col("b.birth_date_any"))
+            & (F.col("a.city").eqNullSafe(F.col("b.city")))
+            & (F.col("a.record_id") < F.col("b.record_id"))
+            & (F.levenshtein("a.name_norm", "b.name_norm") <= distance),
+        ).select(F.col("a.record_id").alias("r1"), F.col("b.record_id").alias("r2"))
+        link = F.concat(F.lit("name:"), F.col("r1"))
+        keys = keys.unionByName(pairs.select(F.col("r1").alias("record_id"), link.alias("key"))).unionByName(
+            pairs.select(F.col("r2").alias("record_id"), link.alias("key"))
+        )
+    return keys.distinct()
+
+
+def connected_components(record_ids: DataFrame, keys: DataFrame, max_iterations: int = 20) -> DataFrame:
+    """(record_id, component): the smallest record id reachable through shared keys.
+
+    Label propagation in Spark (records <-> keys) until no label changes, so it
+    scales with the data instead of collecting it to the driver.
+    """
+    labels = record_ids.select("record_id", F.col("record_id").alias("component"))
+    for _ in range(max_iterations):
+        key_labels = keys.join(labels, "record_id").groupBy("key").agg(F.min("component").alias("key_component"))
+        proposed = (
+            keys.join(key_labels, "key")
+            .groupBy("record_id")
+            .agg(F.min("key_component").alias("proposed"))
+        )
+        updated = (
+            labels.join(proposed, "record_id", "left")
+            .select("record_id", F.least("component", F.coalesce("proposed", "component")).alias("component"))
+            .localCheckpoint()
+        )
+        changed = updated.join(labels.withColumnRenamed("component", "old"), "record_id").where(
+            "component != old"
+        )
+        labels = updated
+        if changed.isEmpty():
+            return labels
+    raise RuntimeError(f"identity resolution did not converge in {max_iterations} iterations")
+
+
+def prepare_customers(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """Bronze registrations with normalised identity keys and derived facts (still PII, in memory only)."""
+    return (
+        bronze.withColumn("record_id", F.concat_ws(":", "source_system", "customer_id"))
+        .withColumn("phone_e164", privacy.phone_e164(F.col("phone")))
+        .withColumn("email_norm", privacy.email_normalised(F.col("email")))
+        .withColumn("id_norm", F.upper(F.regexp_replace("id_number", r"\s", "")))
+        .withColumn("id_valid", F.coalesce(privacy.resident_id_valid(F.col("id_number")), F.lit(False)))
+        .withColumn(
+            "birth_date_any",
+            F.when(F.col("id_valid"), privacy.resident_id_birth_date(F.col("id_number"))).otherwise(
+                F.col("birth_date")
+            ),
+        )
+        .withColumn(
+            "gender_any",
+            F.when(F.col("id_valid"), privacy.resident_id_gender(F.col("id_number"))).otherwise(
+                mapped_category(F.col("gender"), cfg.clean.categories.get("gender", {}))
+            ),
+        )
+        .withColumn("name_norm", F.regexp_replace(privacy.text_normalised(F.col("name")), r"\s", ""))
+        .withColumn("city", privacy.text_normalised(F.col("city")))
+        .withColumn("province", privacy.text_normalised(F.col("province")))
+    )
+
+
+def age_band(birth_date: Column, as_of: date, bounds: list[int]) -> Column:
+    """``<18``, ``18-24``, ..., ``65+`` from the lower bounds ``bounds``, as of a date."""
+    age = F.floor(F.months_between(F.lit(as_of), birth_date) / 12)
+    band = F.when(age < bounds[0], F.lit(f"<{bounds[0]}"))
+    for low, high in zip(bounds, bounds[1:]):
+        band = band.when(age < high, F.lit(f"{low}-{high - 1}"))
+    return F.when(birth_date.isNull() | (birth_date > F.lit(as_of)), F.lit(None)).otherwise(
+        band.otherwise(F.lit(f"{bounds[-1]}+"))
+    )
+
+
+def resolve_people(customers: DataFrame, cfg: ShopLakeConfig, secret: bytes) -> DataFrame:
+    """Each registration with its person's ``user_key`` (HMAC of the earliest registration)."""
+    keys = identity_keys(customers, cfg)
+    components = connected_components(customers.select("record_id").distinct(), keys)
+    people = customers.join(components, "record_id")
+    first = Window.partitionBy("component").orderBy(
+        F.col("registered_at").asc_nulls_last(), F.col("record_id")
+    )
+    canonical = people.withColumn("canonical", F.first("record_id").over(first))
+    return canonical.withColumn("user_key", privacy.pseudonym_col(F.col("canonical"), secret, "user"))
+
+
+def build_customers(people: DataFrame, cfg: ShopLakeConfig, as_of: date) -> DataFrame:
+    """One silver row per person; attributes from the latest registration, consent only if it says so."""
+    latest = Window.partitionBy("user_key").orderBy(*latest_first())
+    ranked = people.withColumn("_rank", F.row_number().over(latest))
+    summary = people.groupBy("user_key").agg(
+        F.count("*").cast("int").alias("source_records"),
+        F.min("registered_at").alias("registered_at"),
+        F.max("updated_at").alias("updated_at"),
+        # Facts from any registration when the latest one lacks them.
+        F.first("birth_date_any", ignorenulls=True).alias("birth_date_any"),
+        F.first("gender_any", ignorenulls=True).alias("gender_any"),
+        F.first("email_norm", ignorenulls=True).alias("email_any"),
+        F.first("phone_e164", ignorenulls=True).alias("phone_any"),
+    )
+    return (
+        ranked.where("_rank = 1")
+        .select("user_key", "source_system", "province", "city", "country", "member_level", "marketing_consent")
+        .join(summary, "user_key")
+        .select(
+            "user_key",
+            "source_records",
+            F.col("gender_any").alias("gender"),
+            F.year("birth_date_any").alias("birth_year"),
+            age_band(F.col("birth_date_any"), as_of, cfg.clean.age_bands).alias("age_band"),
+            "province",
+            "city",
+            "country",
+            F.substring_index("email_any", "@", -1).alias("email_domain"),
+            privacy.phone_masked(F.col("phone_any")).alias("phone_masked"),
+            "registered_at",
+            F.lower(F.trim("member_level")).alias("member_level"),
+            F.coalesce("marketing_consent", F.lit(False)).alias("marketing_consent"),
+            "updated_at",
+        )
+    )
+
+
+def user_keys_for(ids: DataFrame, people: DataFrame, secret: bytes) -> DataFrame:
+    """(source_system, user_id, user_key) for every distinct id referenced by activity.
+
+    Ids of registered customers get their person's key; unknown ids get the HMAC
+    of the id itself, so they stay consistent and pseudonymous.
+    """
+    known = people.select(
+        "source_system", F.col("customer_id").alias("user_id"), F.col("user_key").alias("known_key")
+    )
+    distinct = ids.where(F.col("user_id").isNotNull()).select("source_system", "user_id").distinct()
+    return distinct.join(known, ["source_system", "user_id"], "left").select(
+        "source_system",
+        "user_id",
+        F.coalesce(
+            "known_key", privacy.pseudonym_col(F.concat_ws(":", "source_system", "user_id"), secret, "user")
+        ).alias("user_key"),
+    )
+
+
+# ---------------------------------------------------------------------------- other tables
+def build_events(bronze: DataFrame, products: DataFrame, keys: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """One row per real event: by event id, or by content within the dedup window when ids are missing."""
+    channel_map = cfg.clean.categories.get("channel", {})
+    content = [
+        "source_system", "user_id", "session_id", "event_type", "product_id",
+        "search_query", "page", "channel", "device", "ip",
+    ]  # fmt: skip
+    with_id = bronze.where(F.col("event_id").isNotNull()).transform(
+        with_latest_version(["source_system", "event_id"], earliest_delivery())
+    )
+    without_id = (
+        bronze.where(F.col("event_id").isNull())
+        .withColumn("_content", F.sha2(F.to_json(F.struct(*content)), 256))
+        .withColumn(
+            "_gap",
+            F.col("event_time").cast("double")
+            - F.lag(F.col("event_time").cast("double")).over(
+                Window.partitionBy("_content").orderBy("event_time", *earliest_delivery())
+            ),
+        )
+        .where(F.col("_gap").isNull() | (F.col("_gap") > cfg.clean.event_dedup_window_seconds))
+        .withColumn(
+            "event_id",
+            F.concat(
+                F.lit("h-"),
+                F.substring(F.sha2(F.concat_ws("|", "_content", F.col("event_time").cast("string")), 256), 1, 32),
+            ),
+        )
+        .drop("_content", "_gap")
+    )
+    events = with_id.unionByName(without_id)
+    known_items = products.select(F.col("source_system").alias("_ks"), F.col("item_id").alias("_known_item"))
+    return (
+        events.join(keys, ["source_system", "user_id"], "left")
+        .join(
+            known_items.distinct(),
+            (F.col("source_system") == F.col("_ks")) & (F.col("product_id") == F.col("_known_item")),
+            "left",
+        )
+        .select(
+            "source_system",
+            "event_id",
+            "user_key",
+            "session_id",
+            F.lower(F.trim("event_type")).alias("event_type"),
+            "event_time",
+            F.to_date("event_time").alias("event_date"),
+            F.trim("product_id").alias("item_id"),
+            privacy.text_normalised(F.col("search_query")).alias("search_query"),
+            mapped_category(F.col("channel"), channel_map).alias("channel"),
+            privacy.text_normalised(F.col("device")).alias("device"),
+            privacy.ip_prefix(F.col("ip")).alias("ip_prefix"),
+            F.lower(F.trim("page")).alias("page"),
+            F.when(
+                F.col("product_id").isNotNull() & F.col("_known_item").isNull(), F.array(F.lit("unknown_item"))
+            )
+            .otherwise(F.array().cast("array<string>"))
+            .alias("dq_flags"),
+        )
+    )
+
+
+def build_orders(bronze: DataFrame, lines: DataFrame, keys: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """Latest version per order; a missing total is the lines' sum less the discount."""
+    totals = lines.groupBy("source_system", "order_id").agg(F.sum("line_amount").alias("_lines_total"))
+    latest = bronze.transform(with_latest_version(["source_system", "order_id"]))
+    return (
+        latest.join(keys, ["source_system", "user_id"], "left")
+        .join(totals, ["source_system", "order_id"], "left")
+        .withColumn("discount_amount", F.coalesce("discount_amount", F.lit(0)).cast("decimal(18,2)"))
+        .withColumn(
+            "total_amount",
+            F.coalesce("total_amount", (F.col("_lines_total") - F.col("discount_amount")).cast("decimal(18,2)")),
+        )
+        .select(
+            "source_system",
+            "order_id",
+            "user_key",
+            "order_time",
+            mapped_category(F.col("status"), cfg.clean.categories.get("status", {})).alias("status"),
+            F.lower(F.trim("payment_method")).alias("payment_method"),
+            mapped_category(F.col("channel"), cfg.clean.categories.get("channel", {})).alias("channel"),
+            F.trim("coupon_code").alias("coupon_code"),
+            "discount_amount",
+            "total_amount",
+            F.upper(F.trim("currency")).alias("currency"),
+            "updated_at",
+            bounds_flags(cfg, ["total_amount"]).alias("dq_flags"),
+        )
+    )
+
+
+def build_order_lines(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """Latest version per order line; a missing line amount is quantity x unit price."""
+    latest = bronze.transform(with_latest_version(["source_system", "order_id", "line_no"]))
+    return latest.select(
+        "source_system",
+        "order_id",
+        "line_no",
+        F.trim("product_id").alias("item_id"),
+        "quantity",
+        "unit_price",
+        F.coalesce("line_amount", (F.col("quantity") * F.col("unit_price")).cast("decimal(18,2)")).alias(
+            "line_amount"
+        ),
+    ).withColumn("dq_flags", bounds_flags(cfg, ["quantity", "unit_price", "line_amount"]))
+
+
+def build_products(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    latest = bronze.withColumn("product_id", F.trim("product_id")).transform(
+        with_latest_version(["source_system", "product_id"])
+    )
+    return latest.select(
+        "source_system",
+        F.col("product_id").alias("item_id"),
+        privacy.text_normalised(F.col("product_name")).alias("product_name"),
+        privacy.text_normalised(F.col("category_l1")).alias("category_l1"),
+        privacy.text_normalised(F.col("category_l2")).alias("category_l2"),
+        privacy.text_normalised(F.col("category_l3")).alias("category_l3"),
+        privacy.text_normalised(F.col("brand")).alias("brand"),
+        "price",
+        "updated_at",
+    ).withColumn("dq_flags", bounds_flags(cfg, ["price"]))
+
+
+def build_touches(bronze: DataFrame, keys: DataFrame) -> DataFrame:
+    latest = bronze.transform(with_latest_version(["source_system", "touch_id"], earliest_delivery()))
+    return latest.join(keys, ["source_system", "user_id"], "left").select(
+        "source_system",
+        "touch_id",
+        "campaign_id",
+        "user_key",
+        F.lower(F.trim("channel")).alias("channel"),
+        F.trim("variant").alias("variant"),
+        "sent_at",
+        "opened",
+        "clicked",
+        "converted",
+        "cost",
+    )
+
+
+# ---------------------------------------------------------------------------- the job
+def _read_or_empty(spark: SparkSession, store: DeltaStore, spec: TableSpec) -> DataFrame:
+    if store.exists(spec):
+        return store.read(spec)
+    return spark.createDataFrame([], spec.schema)
+
+
+def default_as_of(events: DataFrame, orders: DataFrame) -> date:
+    """The last day with data (the CLI's default for ``clean.as_of``)."""
+    last = [events.agg(F.max("event_time")).first()[0], orders.agg(F.max("order_time")).first()[0]]
+    last = [d for d in last if d is not None]
+    return max(last).date() if last else date(1970, 1, 1)
+
+
+def k_anonymity_report(customers: DataFrame, k: int) -> dict[str, Any]:
+    """Equivalence classes over the kept quasi-identifiers (age band, gender, city)."""
+    classes = customers.groupBy("age_band", "gender", "city").count()
+    stats = classes.agg(
+        F.min("count").alias("smallest"),
+        F.count("*").alias("classes"),
+        F.sum(F.when(F.col("count") < k, F.col("count")).otherwise(0)).alias("rows_below_k"),
+        F.sum(F.when(F.col("count") < k, 1).otherwise(0)).alias("classes_below_k"),
+    ).first()
+    return {
+        "k": k,
+        "quasi_identifiers": ["age_band", "gender", "city"],
+        "classes": stats["classes"],
+        "smallest_class": stats["smallest"],
+        "classes_below_k": stats["classes_below_k"],
+        "rows_needing_suppression_or_coarsening": stats["rows_below_k"] or 0,
+    }
+
+
+def build_silver(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, secret: bytes) -> tuple[dict, dict]:
+    """Every silver table as a DataFrame (nothing written), plus facts for the run log."""
+    read = {spec.name: _read_or_empty(spark, store, spec) for spec in (
+        BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_EVENTS, BRONZE_ORDERS, BRONZE_ORDER_LINES, BRONZE_CAMPAIGN_TOUCHES
+    )}  # fmt: skip
+    as_of = cfg.clean.as_of or default_as_of(read["bronze.events"], read["bronze.orders"])
+    people = resolve_people(prepare_customers(read["bronze.customers"], cfg), cfg, secret).persist()
+    activity_ids = (
+        read["bronze.events"].select("source_system", "user_id")
+        .unionByName(read["bronze.orders"].select("source_system", "user_id"))
+        .unionByName(read["bronze.campaign_touches"].select("source_system", "user_id"))
+    )  # fmt: skip
+    keys = user_keys_for(activity_ids, people, secret).persist()
+    products = build_products(read["bronze.products"], cfg)
+    lines = build_order_lines(read["bronze.order_lines"], cfg)
+    tables = {
+        SILVER_CUSTOMERS.name: build_customers(people, cfg, as_of),
+        SILVER_USER_KEY_MAP.name: people.select(
+            privacy.pseudonym_col(F.col("record_id"), secret, "source").alias("source_key"), "user_key"
+        ),
+        SILVER_PRODUCTS.name: products,
+        SILVER_ORDERS.name: build_orders(read["bronze.orders"], lines, keys, cfg),
+        SILVER_ORDER_LINES.name: lines,
+        SILVER_EVENTS.name: build_events(read["bronze.events"], products, keys, cfg),
+        SILVER_CAMPAIGN_TOUCHES.name: build_touches(read["bronze.campaign_touches"], keys),
+    }
+    facts = {"as_of": as_of.isoformat(), "persisted": [people, keys]}
+    return tables, facts
+
+
+SILVER_SPECS = {
+    spec.name: spec
+    for spec in (
+        SILVER_CUSTOMERS, SILVER_USER_KEY_MAP, SILVER_PRODUCTS, SILVER_EVENTS,
+        SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_CAMPAIGN_TOUCHES,
+    )
+}  # fmt: skip
+
+
+def run(
+    spark: SparkSession,
+    cfg: ShopLakeConfig,
+    run_id: str | None = None,
+    store: DeltaStore | None = None,
+) -> JobResult:
+    """Build, audit and publish silver from bronze."""
+    from common import quality
+
+    run_id = run_id or new_run_id("clean")
+    secret = cfg.pseudonym_secret()  # fails first, naming the variable, when unset
+    store = store or open_store(spark, cfg)
+    result = JobResult("clean", run_id)
+    result.inputs = {
+        spec.name: store.version(spec)
+        for spec in (BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_EVENTS, BRONZE_ORDERS, BRONZE_ORDER_LINES,
+                     BRONZE_CAMPAIGN_TOUCHES)
+        if store.exists(spec)
+    }  # fmt: skip
+    tables, facts = build_silver(spark, store, cfg, secret)
+    rules = quality.load_quality_rules(cfg)
+    reports_dir = quality.default_reports_dir(cfg)
+    # Events after the run's as-of day (+1 for time zones) are clock skew, not data.
+    params = {"latest_plausible_time": f"{date.fromisoformat(facts['as_of']) + timedelta(days=2)}T00:00:00Z"}
+    staged: dict[str, DataFrame] = {}
+    rejected: list[DataFrame] = []
+    gates = {}
+    try:
+        # Audit everything before publishing anything (write-audit-publish); tables are
+        # built in dependency order so references see the rows that will be published.
+        for name, df in tables.items():
+            df = store.conform(SILVER_SPECS[name], df).persist()
+            table_rules = rules.get(name)
+            if table_rules is not None:
+                gate = quality.validate_table(
+                    df, table_rules, run_id=run_id, reports_dir=reports_dir, context=staged, params=params
+                )
+                quality.enforce(gate)
+                gates[name] = gate.success
+                passing, failing = quality.split_row_failures(df, table_rules, context=staged, params=params)
+                rejected.append(
+                    failing.select(
+                        F.lit(name).alias("table_name"),
+                        "failed_expectation",
+                        F.to_json(F.struct(*df.columns)).alias("record"),
+                        F.lit(run_id).alias("run_id"),
+                    )
+                )
+                df = passing.persist()
+            staged[name] = df
+        customers = staged[SILVER_CUSTOMERS.name]
+        result.metrics["k_anonymity"] = k_anonymity_report(customers, cfg.clean.k_anonymity)
+        result.metrics["as_of"] = facts["as_of"]
+        # Publish.
+        for name, df in staged.items():
+            result.outputs[name] = store.merge(SILVER_SPECS[name], df)
+            result.row_counts[name] = store.read(SILVER_SPECS[name]).count()
+        if rejected:
+            all_rejected = rejected[0]
+            for part in rejected[1:]:
+                all_rejected = all_rejected.unionByName(part)
+            result.outputs[SILVER_REJECTED.name] = store.replace_where(
+                SILVER_REJECTED, all_rejected, f"run_id = '{run_id}'"
+            )
+    finally:
+        for df in [*staged.values(), *facts["persisted"]]:
+            df.unpersist()
+    result.metrics["quality_gates"] = gates
+    _write_report(reports_dir, run_id, result.metrics)
+    result.summary = _summary(result)
+    return result
+
+
+def _write_report(reports_dir: str, run_id: str, metrics: dict) -> None:
+    if "://" in reports_dir:
+        return
+    folder = os.path.join(reports_dir, run_id)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "clean_metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump(metrics, handle, indent=2, sort_keys=True, default=str)
+
+
+def _summary(result: JobResult) -> str:
+    k = result.metrics["k_anonymity"]
+    lines = [f"clean: silver published (ages as of {result.metrics['as_of']})"]
+    for name, count in sorted(result.row_counts.items()):
+        lines.append(f"  {name:<24} {count:>10,} rows")
+    lines.append(
+        f"  k-anonymity (k={k['k']}) over {', '.join(k['quasi_identifiers'])}: smallest class {k['smallest_class']}, "
+        f"{k['rows_needing_suppression_or_coarsening']} rows in classes below k"
+    )
+    return "\n".join(lines)
