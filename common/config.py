@@ -208,15 +208,18 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
-def _format_validation_error(exc: ValidationError, sources: str) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every bad key: ``lake.rooot: unknown key; generate.users: ... (got 'x')``."""
     problems = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             problems.append(f"{key}: unknown key")
-        else:
-            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return f"invalid config ({sources}): " + "; ".join(problems)
+            continue
+        value = err.get("input")
+        shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) or value is None else ""
+        problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}{shown}")
+    return "; ".join(problems)
 
 
 def load_config(
@@ -243,4 +246,4 @@ def load_config(
     try:
         return ShopLakeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, sources)) from None
+        raise ConfigError(f"invalid config ({sources}): {describe_validation_error(exc)}") from None

@@ -44,7 +44,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import ShopLakeConfig, StrictModel
+from common.config import ShopLakeConfig, StrictModel, describe_validation_error
 from common.errors import ConfigError, ShopLakeError
 from common.tables import ALL_TABLES, TableSpec
 
@@ -344,20 +344,6 @@ def _coerce_bound(value: Any, dtype: T.DataType | None, where: str) -> Any:
     return value
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    problems = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"{key}: unknown key")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            value = err.get("input")
-            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) or value is None else ""
-            problems.append(f"{key}: {msg}{shown}")
-    return f"invalid quality rules ({source}): " + "; ".join(problems)
-
-
 def parse_quality_rules(
     data: Mapping[str, Any], source: str = QUALITY_FILE, *, check_with_gx: bool = True
 ) -> dict[str, TableRules]:
@@ -375,7 +361,7 @@ def parse_quality_rules(
     try:
         rules = QualityFile.model_validate(dict(data)).tables
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(f"invalid quality rules ({source}): {describe_validation_error(exc)}") from None
     if check_with_gx:
         for table_rules in rules.values():
             for i, rule in enumerate(table_rules.expectations):

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from common.config import ShopLakeConfig, StrictModel
+from common.config import ShopLakeConfig, StrictModel, describe_validation_error
 from common.errors import ConfigError
 from common.tables import BRONZE_DATA_TABLES, INGEST_META_NAMES
 
@@ -175,9 +175,4 @@ def load_source(name: str, cfg: ShopLakeConfig) -> SourceMapping:
     try:
         return SourceMapping.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: "
-            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None

@@ -437,9 +437,15 @@ def k_anonymity_report(customers: DataFrame, k: int) -> dict[str, Any]:
         F.sum(F.when(F.col("count") < k, F.col("count")).otherwise(0)).alias("rows_below_k"),
         F.sum(F.when(F.col("count") < k, 1).otherwise(0)).alias("classes_below_k"),
     ).first()
+    # The classes to suppress or generalise further (city -> province, wider age bands).
+    small = [
+        {"age_band": r.age_band, "gender": r.gender, "city": r.city, "rows": r["count"]}
+        for r in classes.where(F.col("count") < k).orderBy("count", "city", "age_band", "gender").limit(200).collect()
+    ]
     return {
         "k": k,
         "quasi_identifiers": ["age_band", "gender", "city"],
+        "classes_below_k_sample": small,
         "classes": stats["classes"],
         "smallest_class": stats["smallest"],
         "classes_below_k": stats["classes_below_k"],
@@ -555,6 +561,7 @@ def run(
             df.unpersist()
     result.metrics["quality_gates"] = gates
     _write_report(reports_dir, run_id, result.metrics)
+    result.metrics["k_anonymity"].pop("classes_below_k_sample")  # in the report file, not the run log
     result.summary = _summary(result)
     return result
 
