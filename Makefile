@@ -36,9 +36,8 @@ run: setup $(SECRET_FILE)  ## generate sample data and run the pipeline on the l
 lint: setup
 	$(BIN)/ruff check common jobs tests bench
 
-test: setup lint  ## the whole suite: lint, unit and integration tests, then the slow ones
-	$(BIN)/pytest
-	$(BIN)/pytest -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
+test: setup lint  ## the whole suite: lint, then every test (slow ones included) in one run
+	$(BIN)/pytest -m "slow or not slow"
 
 test-fast: setup
 	$(BIN)/pytest
