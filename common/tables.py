@@ -377,10 +377,9 @@ SILVER_REJECTED = TableSpec(
             ("table_name", T.StringType(), False),
             ("failed_expectation", T.StringType(), False),
             ("record", T.StringType(), False),
-            ("run_id", T.StringType(), False),
         )
     ),
-    description="Rows a row-level data-quality expectation removed from a silver table (pseudonymised record as JSON).",
+    description="Rows the current silver build's row-level expectations removed (pseudonymised record as JSON).",
 )
 
 # ---------------------------------------------------------------------------- gold

@@ -537,7 +537,6 @@ def run(
                         F.lit(name).alias("table_name"),
                         "failed_expectation",
                         F.to_json(F.struct(*df.columns)).alias("record"),
-                        F.lit(run_id).alias("run_id"),
                     )
                 )
                 df = passing.persist()
@@ -553,9 +552,9 @@ def run(
             all_rejected = rejected[0]
             for part in rejected[1:]:
                 all_rejected = all_rejected.unionByName(part)
-            result.outputs[SILVER_REJECTED.name] = store.replace_where(
-                SILVER_REJECTED, all_rejected, f"run_id = '{run_id}'"
-            )
+            # Silver is rebuilt from all of bronze, so its rejects are too: the table holds the
+            # current rejections, not a history (the run log says which run wrote it).
+            result.outputs[SILVER_REJECTED.name] = store.overwrite(SILVER_REJECTED, all_rejected)
     finally:
         for df in [*staged.values(), *facts["persisted"]]:
             df.unpersist()
