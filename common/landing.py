@@ -24,6 +24,9 @@ _BLANK = re.compile(rb"^[ \t\r\n\f\v]*$")
 # is taken as unbalanced and the lines are parsed one by one instead, so one
 # stray quote cannot swallow the rest of the file.
 MAX_CSV_RECORD_LINES = 50
+# The line is in memory already; csv's default 128 KiB field limit would only turn
+# a long but valid field into a bogus wrong_column_count.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def _jsonl_records(content: bytes, opts: ReadOptions) -> Iterator[Record]:
             continue
         try:
             obj = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             yield Record(number, text, None, Reason.MALFORMED_JSON.value, f"invalid JSON: {exc}")
             continue
         if not isinstance(obj, dict):
@@ -117,7 +120,22 @@ def _jsonl_records(content: bytes, opts: ReadOptions) -> Iterator[Record]:
                 f"expected a JSON object, found {type(obj).__name__}",
             )
             continue
-        yield Record(number, text, [_json_value(obj, p) for p in opts.field_paths])
+        values = [_json_value(obj, p) for p in opts.field_paths]
+        if not all(_is_unicode(v) for v in values):
+            # "\ud800" is valid JSON but not text: Arrow (and Delta) cannot store it.
+            yield Record(number, text, None, Reason.ENCODING_ERROR.value, "a \\u escape is a lone surrogate")
+            continue
+        yield Record(number, text, values)
+
+
+def _is_unicode(value: str | None) -> bool:
+    if value is None:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _split_fields(text: str, opts: ReadOptions) -> list[str]:

@@ -19,6 +19,9 @@ _TRUE = ["true", "1", "yes", "y", "t"]
 _FALSE = ["false", "0", "no", "n", "f"]
 # Pattern letters that carry a zone or offset: such text is an instant already.
 _ZONE_LETTERS = set("XxZOVz")
+# Last instant Spark supports (9999-12-31 23:59:59.999 UTC); past it timestamp_millis /
+# timestamp_seconds overflow and, with ANSI on, fail the whole job instead of the record.
+_MAX_EPOCH = {"epoch_ms": 253_402_300_799_999, "epoch_s": 253_402_300_799}
 
 
 def blank_to_null(col: Column) -> Column:
@@ -81,6 +84,7 @@ def parse_timestamp(col: Column, formats: list[str], time_zone: str) -> Column:
     for fmt in formats or ["yyyy-MM-dd HH:mm:ss"]:
         if fmt in ("epoch_ms", "epoch_s"):
             digits = F.when(text.rlike(r"^\d{1,16}$"), text.try_cast("long"))
+            digits = F.when(digits <= _MAX_EPOCH[fmt], digits)
             fn = "timestamp_millis" if fmt == "epoch_ms" else "timestamp_seconds"
             candidates.append(F.call_function(fn, digits))
             continue

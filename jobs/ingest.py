@@ -19,6 +19,7 @@ For every source mapping in ``landing.sources`` and every feed in it:
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import time
@@ -362,7 +363,16 @@ def discover(
     seen = _already_ingested(store)
     new: dict[tuple[str, str], list[LandingFile]] = defaultdict(list)
     skipped: list[dict] = []
-    for row in sorted(hash_files(spark, list(feed_of)).collect(), key=lambda r: r.path):
+    rows = hash_files(spark, list(feed_of)).collect()
+    # Spark's file sources skip zero-byte files; an empty delivery is still a file to record.
+    hashed = {r.path for r in rows}
+    empty = hashlib.sha256(b"").hexdigest()
+    rows += [
+        T.Row(path=p, file_sha256=empty, size=0)
+        for p in feed_of
+        if not _is_uri(p) and p not in hashed and os.path.getsize(p) == 0
+    ]
+    for row in sorted(rows, key=lambda r: r.path):
         if row.file_sha256 in seen:
             if seen[row.file_sha256] != row.path:
                 skipped.append({"path": row.path, "same_content_as": seen[row.file_sha256]})

@@ -4,8 +4,12 @@ and one entry here."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -13,6 +17,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
+from common.errors import ShopLakeError
 from common.runlog import JobResult, new_run_id, record_run
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,47 @@ def job_parameters(spec: JobSpec, cfg: ShopLakeConfig) -> dict[str, Any]:
     return params
 
 
+@contextmanager
+def lake_lock(cfg: ShopLakeConfig, job: str, run_id: str) -> Iterator[None]:
+    """Hold ``<lake root>/_locks/<job>.lock`` exclusively while ``job`` runs.
+
+    Two runs of one job on one lake would both see the same files as new, both
+    write them and both mark them ingested (each table's commits succeed one after
+    the other, so delta-rs' conflict check does not catch it): the second run is
+    refused instead. The OS releases the lock when the process dies, so a crashed
+    run never leaves the lake locked. Lakes on object stores have no flock; there
+    the scheduler must not start overlapping runs.
+
+    Raises:
+        ShopLakeError: when another run of ``job`` holds the lock.
+    """
+    root = cfg.lake_root.removeprefix("file://")
+    if "://" in root:
+        yield
+        return
+    folder = os.path.join(root, "_locks")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{job}.lock")
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ShopLakeError(
+                f"another {job} run holds the lake lock {path} (held by {holder}); nothing was "
+                "written: wait for it to finish and re-run"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, run {run_id}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_job(
     spark: SparkSession,
     cfg: ShopLakeConfig,
@@ -97,10 +143,26 @@ def run_job(
     store = open_store(spark, cfg)
     started = datetime.now(timezone.utc)
     params = {**job_parameters(spec, cfg), **(recorded_parameters or {})}
-    try:
-        result: JobResult = module.run(spark, cfg, run_id=run_id, store=store, **job_args)
-    except Exception as exc:
-        record_run(
+    # One run of a job per lake at a time (see lake_lock).
+    with lake_lock(cfg, name, run_id):
+        try:
+            result: JobResult = module.run(spark, cfg, run_id=run_id, store=store, **job_args)
+        except Exception as exc:
+            record_run(
+                spark,
+                store,
+                run_id=run_id,
+                job=name,
+                env=cfg.env,
+                parameters=params,
+                started_at=started,
+                finished_at=datetime.now(timezone.utc),
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000],
+            )
+            raise
+        finished = datetime.now(timezone.utc)
+        version = record_run(
             spark,
             store,
             run_id=run_id,
@@ -108,23 +170,9 @@ def run_job(
             env=cfg.env,
             parameters=params,
             started_at=started,
-            finished_at=datetime.now(timezone.utc),
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000],
+            finished_at=finished,
+            status="succeeded",
+            result=result,
         )
-        raise
-    finished = datetime.now(timezone.utc)
-    version = record_run(
-        spark,
-        store,
-        run_id=run_id,
-        job=name,
-        env=cfg.env,
-        parameters=params,
-        started_at=started,
-        finished_at=finished,
-        status="succeeded",
-        result=result,
-    )
-    result.outputs.setdefault("ops.run_log", version)
-    return result
+        result.outputs.setdefault("ops.run_log", version)
+        return result

@@ -1,0 +1,241 @@
+"""Crash safety and concurrent runs (issue 9, items 1 and 3).
+
+Jobs run as real ``python -m jobs.cli`` subprocesses (own JVM, own process group)
+and are SIGKILLed at chosen points of their write path, found by polling the lake
+folder: while the first table is being staged (nothing committed), and with bronze
+committed but the files not yet marked ingested (the ingest commit point). After
+each kill every Delta table must be readable at a complete version; a re-run must
+finish without duplicating or losing rows, and a further run must add nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, BRONZE_QUARANTINE
+from jobs.generate import generate
+from jobs.registry import run_job
+from tests.conftest import TEST_SPARK_CONF, make_config
+
+pytestmark = pytest.mark.slow  # every test starts one or more Spark JVMs as subprocesses
+
+PROJECT = Path(__file__).resolve().parents[2]
+SECRET = {"SHOPLAKE_PSEUDONYM_SECRET": "test-secret-not-for-production"}
+STAGING = "_shoplake_staging"
+
+
+# ----------------------------------------------------------------------- helpers
+def cli_args(tmp: Path, job: str) -> list[str]:
+    args = [sys.executable, "-m", "jobs.cli", "run", job]
+    for item in [*TEST_SPARK_CONF, f"lake.root={tmp / 'lake'}", f"landing.root={tmp / 'landing'}"]:
+        args += ["--set", item]
+    return args
+
+
+def start(tmp: Path, job: str, env: dict | None = None) -> subprocess.Popen:
+    # A session of its own, so a kill takes the JVM down with the Python driver,
+    # as a crash of the machine or the container would.
+    return subprocess.Popen(
+        cli_args(tmp, job),
+        cwd=PROJECT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_when(proc: subprocess.Popen, condition: Callable[[], bool], timeout: float = 240) -> None:
+    """SIGKILL ``proc``'s process group as soon as ``condition()`` holds.
+
+    Fails when the job ends (or the timeout passes) before the condition was seen,
+    so a test never silently checks an uninterrupted run.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"job ended (exit {proc.returncode}) before the kill point:\n{out}\n{err}")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    pytest.fail(f"kill point not reached within {timeout}s")
+
+
+def staging_in(lake: Path, layer: str, table: str = "*") -> Callable[[], bool]:
+    """True once a write to ``<layer>/<table>`` has started staging Parquet files."""
+    return lambda: any(lake.glob(f"{layer}/{table}/{STAGING}/*"))
+
+
+def delta_tables(lake: Path) -> dict[str, Path]:
+    """Every Delta table under the lake, by registry name."""
+    return {f"{p.parent.parent.name}.{p.parent.name}": p.parent for p in lake.glob("*/*/_delta_log")}
+
+
+def read_all(lake: Path) -> dict[str, list[dict]]:
+    """Each table's rows at its latest version; fails when a table is not readable.
+
+    The latest version must be complete: its row count equals the sum of its add
+    actions' record counts, and every file it lists exists.
+    """
+    rows = {}
+    for name, path in delta_tables(lake).items():
+        dt = DeltaTable(str(path))
+        table = dt.to_pyarrow_table()
+        adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+        assert all((path / f).is_file() for f in adds["path"]), name
+        assert table.num_rows == sum(adds["num_records"]), name
+        rows[name] = table.to_pylist()
+    return rows
+
+
+def assert_no_duplicates(rows: dict[str, list[dict]]) -> None:
+    """Bronze: no (file, line) twice; silver and bookkeeping tables: keys unique."""
+    for name, table_rows in rows.items():
+        spec = ALL_TABLES[name]
+        keys = ("_file_sha256", "_source_line") if name in BRONZE_DATA_TABLES else spec.keys
+        if not keys:
+            continue
+        counts = Counter(tuple(r[k] for k in keys) for r in table_rows)
+        repeated = [k for k, n in counts.items() if n > 1]
+        assert not repeated, f"{name}: {len(repeated)} keys {keys} repeated, e.g. {repeated[:3]}"
+
+
+def assert_bronze_reconciles(rows: dict[str, list[dict]], manifest: dict, landing: Path) -> None:
+    """Every generated record is in bronze exactly once: loaded or quarantined, and
+    every landing file is marked ingested once."""
+    for name, expected in manifest["valid_records_expected"].items():
+        assert len(rows[name]) == expected, name
+    quarantined = Counter((r["target_table"], r["reason"]) for r in rows[BRONZE_QUARANTINE.name])
+    planted = Counter(
+        {(t, reason): n for t, reasons in manifest["quarantine_expected"].items() for reason, n in reasons.items()}
+    )
+    assert quarantined == planted
+    files = sorted(r["path"] for r in rows["bronze.ingested_files"])
+    assert files == sorted(str(p) for p in (landing / "shop").glob("*/*") if p.is_file())
+
+
+def versions(lake: Path) -> dict[str, int]:
+    return {name: DeltaTable(str(path)).version() for name, path in delta_tables(lake).items()}
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.fixture()
+def landing(tmp_path) -> tuple[Path, dict]:
+    manifest = generate(tmp_path / "landing", users=60, days=3, seed=9, start_date=date(2024, 1, 1))
+    return tmp_path, manifest
+
+
+# ------------------------------------------------------------------------- tests
+def test_ingest_killed_mid_write_is_repaired_by_the_next_run(spark, landing):
+    tmp, manifest = landing
+    lake = tmp / "lake"
+
+    # 1. Killed while staging the first table: nothing is committed, nothing is visible.
+    kill_when(start(tmp, "ingest"), staging_in(lake, "bronze"))
+    assert read_all(lake) == {}
+
+    # 2. Killed after every bronze table is committed but before the files are marked
+    #    ingested (the commit point): bronze holds this attempt's rows, once.
+    kill_when(start(tmp, "ingest"), staging_in(lake, "bronze", "ingested_files"))
+    rows = read_all(lake)
+    assert "bronze.ingested_files" not in rows
+    assert set(rows) == {*manifest["valid_records_expected"], BRONZE_QUARANTINE.name}
+    assert_no_duplicates(rows)
+    for name, expected in manifest["valid_records_expected"].items():
+        assert len(rows[name]) == expected, name
+
+    # 3. The re-run replaces the killed attempt's rows instead of adding to them.
+    cfg = make_config(tmp)
+    result = run_job(spark, cfg, "ingest")
+    assert result.row_counts["records_in"] == sum(manifest["records_expected"].values())
+    rows = read_all(lake)
+    assert_no_duplicates(rows)
+    assert_bronze_reconciles(rows, manifest, tmp / "landing")
+
+    # 4. And a further run adds nothing.
+    before = versions(lake)
+    run_job(spark, cfg, "ingest")
+    after = versions(lake)
+    assert after.pop("ops.run_log") == before.pop("ops.run_log") + 1
+    assert after == before
+
+
+def test_clean_killed_mid_publish_is_repaired_by_the_next_run(spark, landing, secret_env):
+    tmp, manifest = landing
+    lake = tmp / "lake"
+    cfg = make_config(tmp)
+    run_job(spark, cfg, "ingest")
+
+    # Killed once while staging the first silver table, once after the first silver
+    # table is published but (with seven more to merge) before the last one.
+    kill_when(start(tmp, "clean", SECRET), staging_in(lake, "silver"))
+    assert not [name for name in read_all(lake) if name.startswith("silver.")]
+    proc = start(tmp, "clean", SECRET)
+    kill_when(proc, lambda: any(lake.glob("silver/*/_delta_log/*.json")))
+    rows = read_all(lake)
+    published = [name for name in rows if name.startswith("silver.")]
+    assert published and len(published) < len([t for t in ALL_TABLES if t.startswith("silver.")])
+    assert_no_duplicates(rows)
+
+    run_job(spark, cfg, "clean")
+    rows = read_all(lake)
+    assert_no_duplicates(rows)
+    assert_bronze_reconciles(rows, manifest, tmp / "landing")  # clean never writes bronze
+    counts = {name: len(r) for name, r in rows.items() if name.startswith("silver.")}
+
+    # The repaired silver equals a clean run that was never interrupted.
+    fresh = tmp / "fresh"
+    fresh_cfg = make_config(fresh, f"landing.root={tmp / 'landing'}")
+    run_job(spark, fresh_cfg, "ingest")
+    run_job(spark, fresh_cfg, "clean")
+    fresh_counts = {name: len(r) for name, r in read_all(fresh / "lake").items() if name.startswith("silver.")}
+    assert counts == fresh_counts
+
+
+def test_two_ingest_runs_at_once_serialise_or_one_fails_cleanly(spark, landing):
+    tmp, manifest = landing
+    lake = tmp / "lake"
+    procs = [start(tmp, "ingest"), start(tmp, "ingest")]
+    outcomes = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        outcomes.append((proc.returncode, out, err))
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes[0] == 0, outcomes
+    for code, _, err in outcomes:
+        if code != 0:
+            assert "another ingest run holds the lake lock" in one_error_line(err)
+
+    rows = read_all(lake)
+    assert_no_duplicates(rows)
+    assert_bronze_reconciles(rows, manifest, tmp / "landing")
+
+    before = versions(lake)
+    result = run_job(spark, make_config(tmp), "ingest")
+    assert "no new files" in result.summary
+    after = versions(lake)
+    assert after.pop("ops.run_log") == before.pop("ops.run_log") + 1
+    assert after == before
