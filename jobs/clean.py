@@ -514,7 +514,7 @@ def run(
     tables, facts = build_silver(spark, store, cfg, secret)
     rules = quality.load_quality_rules(cfg)
     reports_dir = quality.default_reports_dir(cfg)
-    # Events after the run's as-of day (+1 for time zones) are clock skew, not data.
+    # Times after the as-of day (plus a day of margin for time zones) are clock skew, not data.
     params = {"latest_plausible_time": f"{date.fromisoformat(facts['as_of']) + timedelta(days=2)}T00:00:00Z"}
     staged: dict[str, DataFrame] = {}
     rejected: list[DataFrame] = []
