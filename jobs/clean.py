@@ -53,6 +53,7 @@ from common.tables import (
 
 log = logging.getLogger(__name__)
 
+
 def latest_first() -> list[Column]:
     """Latest version first: update time, then the later delivery, then the later line."""
     return [
@@ -110,9 +111,7 @@ def identity_keys(customers: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
     if "email" in cfg.clean.identity.match_on:
         parts.append(customers.select("record_id", F.concat(F.lit("email:"), "email_norm").alias("key")))
     if "id_number" in cfg.clean.identity.match_on:
-        parts.append(
-            customers.where("id_valid").select("record_id", F.concat(F.lit("id:"), "id_norm").alias("key"))
-        )
+        parts.append(customers.where("id_valid").select("record_id", F.concat(F.lit("id:"), "id_norm").alias("key")))
     keys = parts[0]
     for part in parts[1:]:
         keys = keys.unionByName(part)
@@ -147,19 +146,13 @@ def connected_components(record_ids: DataFrame, keys: DataFrame, max_iterations:
     labels = record_ids.select("record_id", F.col("record_id").alias("component"))
     for _ in range(max_iterations):
         key_labels = keys.join(labels, "record_id").groupBy("key").agg(F.min("component").alias("key_component"))
-        proposed = (
-            keys.join(key_labels, "key")
-            .groupBy("record_id")
-            .agg(F.min("key_component").alias("proposed"))
-        )
+        proposed = keys.join(key_labels, "key").groupBy("record_id").agg(F.min("key_component").alias("proposed"))
         updated = (
             labels.join(proposed, "record_id", "left")
             .select("record_id", F.least("component", F.coalesce("proposed", "component")).alias("component"))
             .localCheckpoint()
         )
-        changed = updated.join(labels.withColumnRenamed("component", "old"), "record_id").where(
-            "component != old"
-        )
+        changed = updated.join(labels.withColumnRenamed("component", "old"), "record_id").where("component != old")
         labels = updated
         if changed.isEmpty():
             return labels
@@ -208,9 +201,7 @@ def resolve_people(customers: DataFrame, cfg: ShopLakeConfig, secret: bytes) -> 
     keys = identity_keys(customers, cfg)
     components = connected_components(customers.select("record_id").distinct(), keys)
     people = customers.join(components, "record_id")
-    first = Window.partitionBy("component").orderBy(
-        F.col("registered_at").asc_nulls_last(), F.col("record_id")
-    )
+    first = Window.partitionBy("component").orderBy(F.col("registered_at").asc_nulls_last(), F.col("record_id"))
     canonical = people.withColumn("canonical", F.first("record_id").over(first))
     return canonical.withColumn("user_key", privacy.pseudonym_col(F.col("canonical"), secret, "user"))
 
@@ -258,9 +249,7 @@ def user_keys_for(ids: DataFrame, people: DataFrame, secret: bytes) -> DataFrame
     Ids of registered customers get their person's key; unknown ids get the HMAC
     of the id itself, so they stay consistent and pseudonymous.
     """
-    known = people.select(
-        "source_system", F.col("customer_id").alias("user_id"), F.col("user_key").alias("known_key")
-    )
+    known = people.select("source_system", F.col("customer_id").alias("user_id"), F.col("user_key").alias("known_key"))
     distinct = ids.where(F.col("user_id").isNotNull()).select("source_system", "user_id").distinct()
     return distinct.join(known, ["source_system", "user_id"], "left").select(
         "source_system",
@@ -325,9 +314,7 @@ def build_events(bronze: DataFrame, products: DataFrame, keys: DataFrame, cfg: S
             privacy.text_normalised(F.col("device")).alias("device"),
             privacy.ip_prefix(F.col("ip")).alias("ip_prefix"),
             F.lower(F.trim("page")).alias("page"),
-            F.when(
-                F.col("product_id").isNotNull() & F.col("_known_item").isNull(), F.array(F.lit("unknown_item"))
-            )
+            F.when(F.col("product_id").isNotNull() & F.col("_known_item").isNull(), F.array(F.lit("unknown_item")))
             .otherwise(F.array().cast("array<string>"))
             .alias("dq_flags"),
         )
@@ -374,9 +361,7 @@ def build_order_lines(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
         F.trim("product_id").alias("item_id"),
         "quantity",
         "unit_price",
-        F.coalesce("line_amount", (F.col("quantity") * F.col("unit_price")).cast("decimal(18,2)")).alias(
-            "line_amount"
-        ),
+        F.coalesce("line_amount", (F.col("quantity") * F.col("unit_price")).cast("decimal(18,2)")).alias("line_amount"),
     ).withColumn("dq_flags", bounds_flags(cfg, ["quantity", "unit_price", "line_amount"]))
 
 
@@ -518,12 +503,14 @@ def run(
     params = {"latest_plausible_time": f"{date.fromisoformat(facts['as_of']) + timedelta(days=2)}T00:00:00Z"}
     staged: dict[str, DataFrame] = {}
     rejected: list[DataFrame] = []
+    cached: list[DataFrame] = list(facts["persisted"])
     gates = {}
     try:
         # Audit everything before publishing anything (write-audit-publish); tables are
         # built in dependency order so references see the rows that will be published.
         for name, df in tables.items():
             df = store.conform(SILVER_SPECS[name], df).persist()
+            cached.append(df)
             table_rules = rules.get(name)
             if table_rules is not None:
                 gate = quality.validate_table(
@@ -540,6 +527,7 @@ def run(
                     )
                 )
                 df = passing.persist()
+                cached.append(df)
             staged[name] = df
         customers = staged[SILVER_CUSTOMERS.name]
         result.metrics["k_anonymity"] = k_anonymity_report(customers, cfg.clean.k_anonymity)
@@ -556,7 +544,7 @@ def run(
             # current rejections, not a history (the run log says which run wrote it).
             result.outputs[SILVER_REJECTED.name] = store.overwrite(SILVER_REJECTED, all_rejected)
     finally:
-        for df in [*staged.values(), *facts["persisted"]]:
+        for df in cached:
             df.unpersist()
     result.metrics["quality_gates"] = gates
     _write_report(reports_dir, run_id, result.metrics)

@@ -79,9 +79,7 @@ def resolve(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, ids: li
     keys = {i for i in ids if _USER_KEY.match(i)}
     wanted = [i for i in ids if i not in keys]
     registrations = (
-        store.read(BRONZE_CUSTOMERS).select(
-            "source_system", "customer_id", "phone", "email", "id_number", "name"
-        )
+        store.read(BRONZE_CUSTOMERS).select("source_system", "customer_id", "phone", "email", "id_number", "name")
         if store.exists(BRONZE_CUSTOMERS)
         else None
     )
@@ -103,10 +101,11 @@ def resolve(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, ids: li
     identities: set[str] = set()
     if registrations is not None and key_map is not None and keys:
         mine = {r.source_key for r in key_map.where(F.col("user_key").isin(list(keys))).collect()}
-        for r in registrations.collect() if mine else []:
+        rows = registrations.collect()
+        for r in rows:
             if privacy.pseudonym(secret, f"{r.source_system}:{r.customer_id}", "source") in mine:
                 pairs.add((r.source_system, r.customer_id))
-        for r in registrations.collect():
+        for r in rows:
             if (r.source_system, r.customer_id) in pairs:
                 identities.update(v for v in (r.phone, r.email, r.id_number, r.name) if v)
                 phone = privacy.normalise_phone(r.phone)

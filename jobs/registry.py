@@ -143,36 +143,20 @@ def run_job(
     store = open_store(spark, cfg)
     started = datetime.now(timezone.utc)
     params = {**job_parameters(spec, cfg), **(recorded_parameters or {})}
+
+    def record(status: str, **outcome: Any) -> int:
+        return record_run(
+            spark, store, run_id=run_id, job=name, env=cfg.env, parameters=params, started_at=started,
+            finished_at=datetime.now(timezone.utc), status=status, **outcome,
+        )  # fmt: skip
+
     # One run of a job per lake at a time (see lake_lock).
     with lake_lock(cfg, name, run_id):
         try:
             result: JobResult = module.run(spark, cfg, run_id=run_id, store=store, **job_args)
         except Exception as exc:
-            record_run(
-                spark,
-                store,
-                run_id=run_id,
-                job=name,
-                env=cfg.env,
-                parameters=params,
-                started_at=started,
-                finished_at=datetime.now(timezone.utc),
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000],
-            )
+            record("failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000])
             raise
-        finished = datetime.now(timezone.utc)
-        version = record_run(
-            spark,
-            store,
-            run_id=run_id,
-            job=name,
-            env=cfg.env,
-            parameters=params,
-            started_at=started,
-            finished_at=finished,
-            status="succeeded",
-            result=result,
-        )
+        version = record("succeeded", result=result)
         result.outputs.setdefault("ops.run_log", version)
         return result

@@ -69,6 +69,17 @@ def _number_text(value: str) -> str:
     return text
 
 
+def _is_datetime(text: str) -> bool:
+    """A real date-time written exactly as yyyy-MM-dd HH:mm:ss."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", text):
+        return False
+    try:
+        datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return False
+    return True
+
+
 def _typed_ok(kind: str, formats: list[str], value: Any) -> bool:
     if kind in ("int", "long"):
         return bool(re.fullmatch(r"[+-]?\d+", _number_text(str(value))))
@@ -92,14 +103,8 @@ def _typed_ok(kind: str, formats: list[str], value: Any) -> bool:
                     return True
                 if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
                     return True
-            elif fmt == "yyyy-MM-dd HH:mm:ss" and isinstance(value, str):
-                text = value.strip()
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", text):
-                    try:
-                        datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
-                        return True
-                    except ValueError:
-                        pass
+            elif fmt == "yyyy-MM-dd HH:mm:ss" and isinstance(value, str) and _is_datetime(value.strip()):
+                return True
         return False
     return True
 
