@@ -116,6 +116,16 @@ class CleanConfig(StrictModel):
     k_anonymity: int = Field(5, ge=1)
 
 
+class GoldConfig(StrictModel):
+    """Settings every gold job shares."""
+
+    as_of: date | None = Field(
+        None,
+        description="Date the gold jobs compute as of (inclusive; only data up to its end is used). "
+        "Null: the last day with data in silver, which the job logs.",
+    )
+
+
 class ShopLakeConfig(StrictModel):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -125,6 +135,7 @@ class ShopLakeConfig(StrictModel):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    gold: GoldConfig = Field(default_factory=GoldConfig)
     conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
 
     def resolve_path(self, value: str) -> str:

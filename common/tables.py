@@ -383,25 +383,79 @@ SILVER_REJECTED = TableSpec(
 )
 
 # ---------------------------------------------------------------------------- gold
-# Gold schemas are declared here as the jobs that write them land; each is
-# computed as of an explicit date.
-GOLD_RFM = TableSpec(
-    "gold.rfm",
-    T.StructType(
-        _fields(
-            ("user_key", T.StringType(), False),
-            ("as_of", T.DateType(), False),
-            ("recency_days", T.IntegerType()),
-            ("frequency", T.LongType()),
-            ("monetary", MONEY),
-            ("r_score", T.IntegerType()),
-            ("f_score", T.IntegerType()),
-            ("m_score", T.IntegerType()),
-            ("rfm_segment", T.StringType()),
-        )
-    ),
+# Every gold table is computed as of an explicit date (common.asof) and keeps one
+# partition per date, so an old date can be rebuilt and compared. The columns
+# below the "contract" comment of each table are what other jobs rely on.
+
+
+def gold(name: str, description: str, *cols, keys=(), partition_by=("as_of",)) -> TableSpec:
+    schema = T.StructType(_fields(*cols))
+    return TableSpec(f"gold.{name}", schema, keys=keys, partition_by=partition_by, description=description)
+
+
+GOLD_PROFILES = gold(
+    "profiles",
+    "One row per customer and as-of date: attributes, RFM, behaviour, interests, lifecycle stage, tags.",
+    # contract
+    ("user_key", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("marketing_consent", T.BooleanType(), False),
+    ("recency_days", T.IntegerType()),
+    ("frequency", T.LongType(), False),
+    ("monetary", MONEY),
+    ("r_score", T.IntegerType()),
+    ("f_score", T.IntegerType()),
+    ("m_score", T.IntegerType()),
+    ("rfm_segment", T.StringType()),
+    ("lifecycle_stage", T.StringType(), False),
+    ("tags", T.ArrayType(T.StringType()), False),
     keys=("user_key", "as_of"),
-    description="Recency, frequency and monetary value with quintile scores, as of a date.",
+)
+
+GOLD_SEGMENTS = gold(
+    "segments",
+    "Each customer's k-means segment as of a date.",
+    # contract
+    ("user_key", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("segment_id", T.IntegerType(), False),
+    ("segment_name", T.StringType(), False),
+    keys=("user_key", "as_of"),
+)
+
+GOLD_CHURN_SCORES = gold(
+    "churn_scores",
+    "Churn probability (calibrated) and risk tier per customer as of a date.",
+    # contract
+    ("user_key", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("probability", T.DoubleType(), False),
+    ("risk_tier", T.StringType(), False),
+    ("model_version", T.StringType(), False),
+    keys=("user_key", "as_of"),
+)
+
+GOLD_CLV = gold(
+    "clv",
+    "Expected customer lifetime value over a horizon, per customer as of a date.",
+    # contract
+    ("user_key", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("clv", T.DoubleType(), False),
+    keys=("user_key", "as_of"),
+)
+
+GOLD_RECOMMENDATIONS = gold(
+    "recommendations",
+    "Top-N items per customer: ALS where it knows the customer, a popularity fallback elsewhere.",
+    # contract
+    ("user_key", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("rank", T.IntegerType(), False),
+    ("item_id", T.StringType(), False),
+    ("score", T.DoubleType(), False),
+    ("reason", T.StringType(), False),
+    keys=("user_key", "as_of", "rank"),
 )
 
 # ---------------------------------------------------------------------------- ops
@@ -447,7 +501,11 @@ ALL_TABLES: dict[str, TableSpec] = {
         SILVER_ORDER_LINES,
         SILVER_CAMPAIGN_TOUCHES,
         SILVER_REJECTED,
-        GOLD_RFM,
+        GOLD_PROFILES,
+        GOLD_SEGMENTS,
+        GOLD_CHURN_SCORES,
+        GOLD_CLV,
+        GOLD_RECOMMENDATIONS,
         OPS_RUN_LOG,
     )
 }

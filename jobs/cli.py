@@ -42,6 +42,18 @@ conf_dir_option = click.option(
 )
 
 
+as_of_option = click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Gold jobs use data up to the end of this day [gold.as_of]; default: the data's last day (logged).",
+)
+
+
+def _with_as_of(overrides: tuple[str, ...], as_of) -> tuple[str, ...]:
+    return (*overrides, f"gold.as_of={as_of.date().isoformat()}") if as_of else overrides
+
+
 def _config(env: str, overrides: tuple[str, ...], conf_dir: str | None) -> ShopLakeConfig:
     return load_config(env, overrides, conf_dir)
 
@@ -105,10 +117,11 @@ def generate(users, days, seed, start_date, out, env, overrides, conf_dir) -> No
 @env_option
 @set_option
 @conf_dir_option
+@as_of_option
 @click.option("--run-id", default=None, help="Use this run id instead of a new one.")
-def run(job: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, run_id: str | None) -> None:
+def run(job: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, as_of, run_id: str | None) -> None:
     """Run one JOB (see the list below) and record it in ops.run_log."""
-    cfg = _config(env, overrides, conf_dir)
+    cfg = _config(env, _with_as_of(overrides, as_of), conf_dir)
     _run_jobs(cfg, [job], run_id)
 
 
@@ -119,13 +132,14 @@ def run(job: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, ru
 @env_option
 @set_option
 @conf_dir_option
-def pipeline(job_list: str, env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+@as_of_option
+def pipeline(job_list: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, as_of) -> None:
     """Run the jobs of the pipeline in order; the first failure stops it."""
     names = [j.strip() for j in job_list.split(",") if j.strip()]
     unknown = [j for j in names if j not in JOBS]
     if unknown:
         raise ShopLakeError(f"--jobs: unknown job(s) {unknown}; known jobs: {', '.join(JOBS)}")
-    cfg = _config(env, overrides, conf_dir)
+    cfg = _config(env, _with_as_of(overrides, as_of), conf_dir)
     _run_jobs(cfg, names, None)
 
 

@@ -4,6 +4,9 @@ and the real public datasets in ../shared/data (tests needing them skip when abs
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,47 @@ def shared_data() -> Path:
 def secret_env(monkeypatch):
     monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", "test-secret-not-for-production")
     return "SHOPLAKE_PSEUDONYM_SECRET"
+
+
+TEST_SECRET = "test-secret-not-for-production"
+
+
+@dataclass(frozen=True)
+class SilverLake:
+    """A generated shop taken through ingest and clean. Shared: never modify it;
+    tests that write bronze or silver work on ``copy_to(tmp_path)``."""
+
+    root: Path
+    manifest: dict
+    cfg: ShopLakeConfig
+
+    def copy_to(self, tmp_path: Path, *overrides: str) -> ShopLakeConfig:
+        shutil.copytree(self.root / "lake", tmp_path / "lake")
+        shutil.copytree(self.root / "landing", tmp_path / "landing")
+        return make_config(tmp_path, *overrides)
+
+
+@pytest.fixture(scope="session")
+def silver_lake(spark, tmp_path_factory):
+    """Factory ``silver_lake(users=, days=, seed=, start_date=)``: a silver lake built
+    once per parameter set per session, so gold-layer tests share the costly part."""
+    from jobs.generate import generate
+    from jobs.registry import run_job
+
+    built: dict[tuple, SilverLake] = {}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
+
+    def build(users: int = 600, days: int = 120, seed: int = 7, start_date: date = date(2024, 1, 1)) -> SilverLake:
+        key = (users, days, seed, start_date)
+        if key not in built:
+            root = tmp_path_factory.mktemp(f"silver_{users}u_{days}d_{seed}")
+            manifest = generate(root / "landing", users=users, days=days, seed=seed, start_date=start_date)
+            cfg = make_config(root)
+            run_job(spark, cfg, "ingest")
+            run_job(spark, cfg, "clean")
+            built[key] = SilverLake(root, manifest, cfg)
+        return built[key]
+
+    yield build
+    mp.undo()
