@@ -374,9 +374,12 @@ def resume_pipeline(
 
 # ---------------------------------------------------------------------------- diagnostics
 def _where_code_runs(_: Any) -> list[tuple[str, str]]:
+    import os
+
     import common
 
-    return [(common.__file__, sys.executable)]
+    # Executors run in their work folder, where the shipped zip's path is relative.
+    return [(os.path.abspath(common.__file__), sys.executable)]
 
 
 def code_origins(spark: SparkSession) -> dict[str, tuple[str, str]]:

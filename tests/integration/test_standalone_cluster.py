@@ -26,7 +26,8 @@ import pyspark
 import pytest
 
 from common.delta import open_store
-from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, OPS_RUN_LOG, SILVER_SPECS, get_table
+from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, OPS_RUN_LOG, get_table
+from jobs.clean import SILVER_SPECS
 from jobs.generate import generate
 from jobs.package import build_dist
 from tests.conftest import TEST_SECRET, make_config
@@ -153,6 +154,9 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert f"master {master}" in output
+    n = len(CLUSTER_JOBS)
+    assert [f"[{i}/{n}] {job} done in" in proc.stderr for i, job in enumerate(CLUSTER_JOBS, 1)] == [True] * n
+    assert f"succeeded: ran {', '.join(CLUSTER_JOBS)}" in proc.stderr
     # The application really ran on the cluster's executor, and finished there.
     assert [app["name"] for app in state["completedapps"]] == ["shoplake"]
 
