@@ -200,12 +200,12 @@ def run_pipeline(
                 progress.skip(index, len(names), name, run_id)
             result.steps.append(Step(name, "skipped"))
             continue
-        if "gold" in get_job(name).config_sections and cfg.gold.as_of is None:
-            cfg = pin_gold_as_of(spark, cfg)
         if progress:
             progress.start(index, len(names), name)
         started = time.monotonic()
         try:
+            if "gold" in get_job(name).config_sections and cfg.gold.as_of is None:
+                cfg = pin_gold_as_of(spark, cfg)
             step_result = run_job(spark, cfg, name, run_id, recorded_parameters={PLAN_KEY: {**plan, "step": index}})
         except Exception as exc:
             seconds = time.monotonic() - started
