@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-fast test-slow lint bench clean
+.PHONY: setup run test test-fast test-slow lint bench clean dist
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10, 3.11 or 3.12 is required (python3 --version)"; exit 3; }
@@ -32,6 +32,9 @@ $(SECRET_FILE):
 run: setup $(SECRET_FILE)  ## generate sample data and run the pipeline on the local lake (./lake)
 	$(BIN)/shoplake generate
 	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
+
+dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, conf), main.py and the wheel
+	$(BIN)/shoplake package --out dist
 
 lint: setup
 	$(BIN)/ruff check common jobs tests bench

@@ -7,7 +7,11 @@ these files: a config only names the environment variable that holds one.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+import zipfile
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -143,7 +147,10 @@ class ShopLakeConfig(StrictModel):
         against the project root (the folder above ``conf/``)."""
         if "://" in value or os.path.isabs(value):
             return value
-        return str((Path(self.conf_dir).parent / value).resolve())
+        # conf/ extracted from the --py-files zip sits in a temporary folder: resolve
+        # against the working directory instead, as for files given to spark-submit.
+        base = Path.cwd() if self.conf_dir in map(str, _PACKAGED_CONF) else Path(self.conf_dir).parent
+        return str((base / value).resolve())
 
     @property
     def lake_root(self) -> str:
@@ -171,10 +178,35 @@ def find_conf_dir(conf_dir: str | Path | None = None) -> Path:
     for candidate in candidates:
         if candidate and (Path(candidate) / "base.yaml").is_file():
             return Path(candidate).resolve()
+    packaged = packaged_conf_dir()
+    if packaged is not None:
+        return packaged
     raise ConfigError(
         f"no conf/base.yaml found (looked in: {', '.join(str(c) for c in candidates if c)}); "
         f"pass --conf-dir or set {CONF_DIR_ENV}"
     )
+
+
+_PACKAGED_CONF: list[Path] = []
+
+
+def packaged_conf_dir() -> Path | None:
+    """``conf/`` shipped inside the ``--py-files`` zip this code was imported from
+    (``shoplake package``), extracted once to a temporary folder because loading
+    reads real files; None when the code is not running from such a zip."""
+    if _PACKAGED_CONF:
+        return _PACKAGED_CONF[0]
+    if not zipfile.is_zipfile(PROJECT_ROOT):
+        return None
+    with zipfile.ZipFile(PROJECT_ROOT) as archive:
+        members = [m for m in archive.namelist() if m.startswith("conf/") and not m.endswith("/")]
+        if "conf/base.yaml" not in members:
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="shoplake-conf-"))
+        atexit.register(shutil.rmtree, folder, True)
+        archive.extractall(folder, members)
+    _PACKAGED_CONF.append(folder / "conf")
+    return folder / "conf"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

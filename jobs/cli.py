@@ -127,20 +127,42 @@ def run(job: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, as
 
 @cli.command()
 @click.option(
-    "--jobs", "job_list", default=",".join(PIPELINE), show_default=True, help="Comma-separated jobs, in order."
+    "--jobs",
+    "job_list",
+    default=None,
+    help=f"Comma-separated jobs, in order [default: {','.join(PIPELINE)}; with --resume: the run's own list].",
 )
 @env_option
 @set_option
 @conf_dir_option
 @as_of_option
-def pipeline(job_list: str, env: str, overrides: tuple[str, ...], conf_dir: str | None, as_of) -> None:
-    """Run the jobs of the pipeline in order; the first failure stops it."""
-    names = [j.strip() for j in job_list.split(",") if j.strip()]
-    unknown = [j for j in names if j not in JOBS]
-    if unknown:
-        raise ShopLakeError(f"--jobs: unknown job(s) {unknown}; known jobs: {', '.join(JOBS)}")
+@click.option(
+    "--resume",
+    "resume_run_id",
+    default=None,
+    metavar="RUN_ID",
+    help="Continue this pipeline run from its failed step; steps that succeeded are not redone.",
+)
+def pipeline(
+    job_list: str | None, env: str, overrides: tuple[str, ...], conf_dir: str | None, as_of, resume_run_id
+) -> None:
+    """Run the jobs of the pipeline in order under one run id; the first failure stops it
+    and says how to resume. Progress goes to stderr, job summaries to stdout."""
+    from common.spark import build_spark
+    from jobs.pipeline import Progress, check_job_list, code_origins, resume_pipeline, run_pipeline
+
+    names = check_job_list(job_list.split(",")) if job_list is not None else None
     cfg = _config(env, _with_as_of(overrides, as_of), conf_dir)
-    _run_jobs(cfg, names, None)
+    spark = build_spark(cfg)
+    log.info("Spark %s, master %s, env %s, lake %s", spark.version, spark.sparkContext.master, cfg.env, cfg.lake_root)
+    origins = code_origins(spark)
+    log.info("code: driver %s (%s); executors %s (%s)", *origins["driver"], *origins["executor"])
+    progress = Progress()
+    if resume_run_id:
+        result = resume_pipeline(spark, cfg, resume_run_id, names, progress=progress, echo=click.echo)
+    else:
+        result = run_pipeline(spark, cfg, names or PIPELINE, progress=progress, echo=click.echo)
+    click.echo(f"pipeline run {result.run_id} succeeded: ran {', '.join(result.ran) or 'nothing'}", err=True)
 
 
 def _run_jobs(cfg: ShopLakeConfig, names: list[str], run_id: str | None) -> None:
@@ -179,6 +201,19 @@ def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | 
     spark = build_spark(cfg)
     result = run_job(spark, cfg, "forget", recorded_parameters={"ids_given": len(ids)}, ids=ids)
     click.echo(result.summary)
+
+
+@cli.command()
+@click.option("--out", default="dist", show_default=True, help="Folder to write into.")
+@click.option("--wheel/--no-wheel", default=True, show_default=True, help="Also build the wheel (needs pip).")
+@conf_dir_option
+def package(out: str, wheel: bool, conf_dir: str | None) -> None:
+    """Build what spark-submit needs: the --py-files zip (common/, jobs/ and conf/),
+    the entry file main.py and the wheel, in OUT (see README: spark-submit)."""
+    from jobs.package import build_dist
+
+    for kind, path in build_dist(out, wheel=wheel, conf_dir=conf_dir).items():
+        click.echo(f"{kind:<6} {path}")
 
 
 @cli.command("jobs")

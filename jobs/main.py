@@ -1,6 +1,7 @@
 """spark-submit entry point.
 
-    spark-submit --py-files dist/shoplake.zip jobs/main.py ingest --env cluster --set lake.root=s3a://...
+    shoplake package   # dist/shoplake-<version>.zip, dist/main.py (a copy of this file), the wheel
+    spark-submit --py-files dist/shoplake-0.1.0.zip dist/main.py pipeline --env cluster --set lake.root=s3a://...
 
 The first argument is a job name (as for ``shoplake run``) or a CLI command
 (``pipeline``, ``generate``); the rest are that command's options. The master
