@@ -208,8 +208,6 @@ def gbt_pipeline(features: list[str], categorical: list[str], params: dict[str, 
         labelCol=LABEL,
         weightCol="weight",
         featuresCol="features",
-        probabilityCol="gbt_probability",
-        rawPredictionCol="gbt_raw",
         predictionCol="gbt_prediction",
         maxDepth=params["max_depth"],
         maxIter=params["max_iter"],
@@ -218,6 +216,8 @@ def gbt_pipeline(features: list[str], categorical: list[str], params: dict[str, 
         featureSubsetStrategy="all",
         seed=seed,
     )
+    # Not constructor arguments in pyspark, but Params of the model.
+    gbt.setProbabilityCol("gbt_probability").setRawPredictionCol("gbt_raw")
     return Pipeline(stages=[*indexers, assembler, gbt])
 
 
