@@ -6,7 +6,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from pyspark.sql import types as T
 
 from common.churn_features import (
     active_customers,
