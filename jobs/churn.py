@@ -613,8 +613,8 @@ def run(
             "top_importances": fit["importances"][:5],
         }
     )
-    attribution = [i["feature"] for i in fit["importances"] if i["feature"] in features][: churn.attribution_features]
-    return _publish(spark, store, cfg, result, model, inputs, as_of, version, attribution)
+    # The same candidates a later run scoring with the saved model derives (identical rows).
+    return _publish(spark, store, cfg, result, model, inputs, as_of, version, _attribution_from(model))
 
 
 def _attribution_from(model: PipelineModel) -> list[str]:
