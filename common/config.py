@@ -130,6 +130,54 @@ class GoldConfig(StrictModel):
     )
 
 
+class ChurnGridConfig(StrictModel):
+    """GBT hyperparameters tried on the validation cutoff (every combination)."""
+
+    max_depth: list[int] = Field(default_factory=lambda: [3, 5])
+    max_iter: list[int] = Field(default_factory=lambda: [30])
+    step_size: list[float] = Field(default_factory=lambda: [0.1])
+
+
+class ClvConfig(StrictModel):
+    period_days: int = Field(30, gt=0, description="Length of one CLV period.")
+    horizon_periods: int = Field(12, gt=0, description="Periods summed (12 x 30 days ~ one year).")
+    annual_discount_rate: float = Field(0.10, ge=0.0)
+    margin: float = Field(0.30, gt=0.0, le=1.0, description="Gross margin share of an order's paid value.")
+
+
+class ChurnConfig(StrictModel):
+    """Churn model and CLV (jobs/churn.py)."""
+
+    label_days: int = Field(90, gt=0, description="Churned = no purchase in this many days after the cutoff.")
+    training_label_days: int | None = Field(
+        None, gt=0, description="Label window at the training and validation cutoffs; null: label_days."
+    )
+    activity_days: int = Field(180, gt=0, description="Customers with a purchase in these days before a cutoff.")
+    windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 180], min_length=1)
+    channels: list[str] = Field(default_factory=lambda: ["app", "web", "mini_program"])
+    # Null cutoffs derive from the as-of date: test = as_of - label_days, validation =
+    # test - training_label_days, training = validation - training_label_days.
+    test_cutoff: date | None = None
+    validation_cutoff: date | None = None
+    train_cutoff: date | None = None
+    grid: ChurnGridConfig = Field(default_factory=ChurnGridConfig)
+    min_class_rows: int = Field(5, ge=1, description="Fewer churners or stayers in a split: no model is trained.")
+    risk_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"high": 0.6, "medium": 0.3},
+        description="Tier name -> lowest probability in it, checked from the highest; below all: 'low'.",
+    )
+    high_risk_capacity: int | None = Field(
+        None, gt=0, description="When set, exactly the N riskiest customers are tier 'high'."
+    )
+    top_features: int = Field(3, ge=0, description="Contributing features listed per customer.")
+    attribution_features: int = Field(8, ge=0, description="Most important features tried for contributions.")
+    clv: ClvConfig = Field(default_factory=ClvConfig)
+    score_with_model: str | None = Field(
+        None, description="A saved model version: score with it, no training (e.g. between retrains)."
+    )
+    seed: int = 42
+
+
 class ShopLakeConfig(StrictModel):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -140,6 +188,7 @@ class ShopLakeConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     gold: GoldConfig = Field(default_factory=GoldConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
     conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
 
     def resolve_path(self, value: str) -> str:

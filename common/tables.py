@@ -432,6 +432,9 @@ GOLD_CHURN_SCORES = gold(
     ("probability", T.DoubleType(), False),
     ("risk_tier", T.StringType(), False),
     ("model_version", T.StringType(), False),
+    # added by the churn job
+    ("top_features", T.ArrayType(T.StringType()), False),
+    ("raw_score", T.DoubleType(), False),
     keys=("user_key", "as_of"),
 )
 
@@ -442,6 +445,12 @@ GOLD_CLV = gold(
     ("user_key", T.StringType(), False),
     ("as_of", T.DateType(), False),
     ("clv", T.DoubleType(), False),
+    # added by the churn job (the formula's terms, see common.churn_features.clv_frame)
+    ("churn_probability", T.DoubleType(), False),
+    ("expected_orders_per_period", T.DoubleType(), False),
+    ("avg_margin", T.DoubleType(), False),
+    ("survival_per_period", T.DoubleType(), False),
+    ("model_version", T.StringType(), False),
     keys=("user_key", "as_of"),
 )
 

@@ -50,6 +50,14 @@ JOBS: dict[str, JobSpec] = {
             "pseudonymise (user_key = HMAC with $SHOPLAKE_PSEUDONYM_SECRET), data-quality gates, publish",
             ("clean", "privacy"),
         ),
+        JobSpec(
+            "churn",
+            "jobs.churn",
+            "silver (+ gold.profiles/segments when present) -> gold.churn_scores and gold.clv: point-in-time "
+            "features, GBT churn model tuned and isotonic-calibrated on time-based cutoffs, evaluation report "
+            "against a recency baseline, saved model",
+            ("gold", "churn"),
+        ),
     )
 }
 

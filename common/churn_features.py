@@ -1,0 +1,250 @@
+"""Point-in-time churn features, labels and the CLV formula.
+
+Every function takes a ``cutoff`` date and sees only rows whose time falls on or
+before the end of that day (UTC). Silver keeps the *latest* version of an order,
+so a change recorded after the cutoff (a refund, a cancellation) is undone to the
+order's placed state: at the cutoff the order was still live. Nothing after the
+cutoff can change a feature value; ``tests/integration/test_churn.py`` proves it
+by altering and appending rows after a cutoff on a copied lake.
+
+Missing numeric values get explicit sentinels (counts 0, statistics -1) so the
+tree models see a value they can split on, never a NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from common.asof import on_or_before
+
+# Engagement event types counted per look-back window (silver.events.event_type).
+ENGAGEMENT_TYPES = {"views": "view", "carts": "add_to_cart", "searches": "search"}
+MISSING = -1.0  # sentinel for statistics that need more history than the customer has
+
+
+def _days_before(cutoff: date, column: str | Column) -> Column:
+    """Whole days from the row's UTC day to the cutoff day (0 = on the cutoff day)."""
+    col = F.col(column) if isinstance(column, str) else column
+    return F.datediff(F.lit(cutoff), F.to_date(col))
+
+
+def orders_as_of(orders: DataFrame, cutoff: date) -> DataFrame:
+    """Orders placed on or before ``cutoff`` as they stood at its end.
+
+    Columns: user_key, order_time, days_ago, is_purchase (not cancelled),
+    refunded, amount (paid value, 0 when refunded), discount, gross, channel.
+    """
+    placed = orders.where(F.col("user_key").isNotNull() & on_or_before("order_time", cutoff))
+    # A status written after the cutoff did not exist yet: the order was live then.
+    changed_later = F.col("updated_at").isNotNull() & ~on_or_before("updated_at", cutoff)
+    status = F.when(changed_later, F.lit("paid")).otherwise(F.lower(F.coalesce("status", F.lit("paid"))))
+    total = F.coalesce(F.col("total_amount").cast("double"), F.lit(0.0))
+    discount = F.coalesce(F.col("discount_amount").cast("double"), F.lit(0.0))
+    return placed.select(
+        "user_key",
+        "order_time",
+        _days_before(cutoff, "order_time").alias("days_ago"),
+        (status != "cancelled").alias("is_purchase"),
+        (status == "refunded").alias("refunded"),
+        F.when(status == "paid", total).otherwise(0.0).alias("amount"),
+        discount.alias("discount"),
+        (total + discount).alias("gross"),
+        F.lower("channel").alias("channel"),
+    )
+
+
+def active_customers(orders: DataFrame, cutoff: date, activity_days: int) -> DataFrame:
+    """user_key of customers with a purchase in the ``activity_days`` ending on the cutoff."""
+    pit = orders_as_of(orders, cutoff)
+    return pit.where(F.col("is_purchase") & (F.col("days_ago") < activity_days)).select("user_key").distinct()
+
+
+def churn_labels(orders: DataFrame, population: DataFrame, cutoff: date, label_days: int) -> DataFrame:
+    """``churned`` = 1.0 when the customer makes no purchase in the ``label_days`` after the cutoff.
+
+    Reads the future on purpose (it is the outcome); never used as a feature.
+    """
+    start = cutoff + timedelta(days=1)
+    end = cutoff + timedelta(days=label_days)
+    later = (
+        orders.where(F.col("user_key").isNotNull())
+        .where(F.to_date("order_time").between(F.lit(start), F.lit(end)))
+        .where(F.lower(F.coalesce("status", F.lit("paid"))) != "cancelled")
+        .select("user_key")
+        .distinct()
+        .withColumn("bought", F.lit(True))
+    )
+    return population.join(later, "user_key", "left").select(
+        "user_key", F.when(F.col("bought"), 0.0).otherwise(1.0).alias("churned")
+    )
+
+
+def order_features(orders: DataFrame, cutoff: date, windows: Sequence[int], channels: Sequence[str]) -> DataFrame:
+    """Recency, frequency, monetary per window, window trends, inter-purchase interval
+    statistics, refunds, discount share and channel mix, one row per customer with a
+    purchase on or before the cutoff."""
+    pit = orders_as_of(orders, cutoff).where("is_purchase")
+    windows = sorted(windows)
+    aggs = [
+        F.min("days_ago").alias("recency_days"),
+        F.count("*").alias("frequency"),
+        F.sum("amount").alias("monetary"),
+        F.sum(F.col("refunded").cast("int")).alias("refunds"),
+        F.sum("discount").alias("_discount"),
+        F.sum("gross").alias("_gross"),
+        F.max("days_ago").alias("first_purchase_days"),
+    ]
+    for w in windows:
+        inside = F.col("days_ago") < w
+        aggs.append(F.sum(inside.cast("int")).alias(f"orders_{w}d"))
+        aggs.append(F.sum(F.when(inside, F.col("amount")).otherwise(0.0)).alias(f"monetary_{w}d"))
+    for name in channels:
+        aggs.append(F.avg((F.col("channel") == name).cast("double")).alias(f"channel_share_{name}"))
+    per_user = pit.groupBy("user_key").agg(*aggs)
+
+    # Intervals between consecutive purchases, in days (fractional, from order times).
+    by_time = Window.partitionBy("user_key").orderBy("order_time")
+    gaps = (
+        pit.select(
+            "user_key",
+            ((F.col("order_time").cast("long") - F.lag("order_time").over(by_time).cast("long")) / 86400.0).alias(
+                "gap"
+            ),
+        )
+        .where(F.col("gap").isNotNull())
+        .groupBy("user_key")
+        .agg(F.avg("gap").alias("interval_mean_days"), F.stddev_pop("gap").alias("interval_std_days"))
+    )
+    out = per_user.join(gaps, "user_key", "left")
+    for short, long in zip(windows, windows[1:]):
+        # Daily purchase rate in the short window minus the long one: < 0 means slowing down.
+        out = out.withColumn(
+            f"order_rate_trend_{short}_{long}d", F.col(f"orders_{short}d") / short - F.col(f"orders_{long}d") / long
+        )
+    interval = F.col("interval_mean_days")
+    return (
+        out.withColumn(
+            "recency_over_interval",
+            F.when(interval > 0, F.col("recency_days") / interval).otherwise(F.lit(MISSING)),
+        )
+        .withColumn("refund_share", F.col("refunds") / F.col("frequency"))
+        .withColumn("discount_share", F.when(F.col("_gross") > 0, F.col("_discount") / F.col("_gross")).otherwise(0.0))
+        .drop("_discount", "_gross")
+    )
+
+
+def engagement_features(events: DataFrame, cutoff: date, windows: Sequence[int]) -> DataFrame:
+    """Views, add-to-carts and searches per look-back window, one row per customer."""
+    pit = events.where(F.col("user_key").isNotNull() & on_or_before("event_time", cutoff)).select(
+        "user_key", "event_type", _days_before(cutoff, "event_time").alias("days_ago")
+    )
+    aggs = []
+    for name, event_type in ENGAGEMENT_TYPES.items():
+        for w in sorted(windows):
+            hit = (F.col("event_type") == event_type) & (F.col("days_ago") < w)
+            aggs.append(F.sum(hit.cast("int")).alias(f"{name}_{w}d"))
+    return pit.groupBy("user_key").agg(*aggs)
+
+
+def tenure_features(customers: DataFrame, cutoff: date) -> DataFrame:
+    """Days since registration (only registrations on or before the cutoff count)."""
+    return (
+        customers.where(on_or_before("registered_at", cutoff))
+        .groupBy("user_key")
+        .agg(F.max(_days_before(cutoff, "registered_at")).alias("registered_days"))
+    )
+
+
+def feature_columns(windows: Sequence[int], channels: Sequence[str]) -> list[str]:
+    """The numeric feature names :func:`point_in_time_features` produces, in model order."""
+    windows = sorted(windows)
+    cols = ["recency_days", "frequency", "monetary", "tenure_days"]
+    for w in windows:
+        cols += [f"orders_{w}d", f"monetary_{w}d"]
+    cols += [f"order_rate_trend_{a}_{b}d" for a, b in zip(windows, windows[1:])]
+    cols += ["interval_mean_days", "interval_std_days", "recency_over_interval", "refunds", "refund_share"]
+    cols += ["discount_share", *(f"channel_share_{c}" for c in channels)]
+    cols += [f"{name}_{w}d" for name in ENGAGEMENT_TYPES for w in windows]
+    return cols
+
+
+def point_in_time_features(
+    population: DataFrame,
+    orders: DataFrame,
+    events: DataFrame | None,
+    customers: DataFrame | None,
+    cutoff: date,
+    windows: Sequence[int],
+    channels: Sequence[str],
+) -> DataFrame:
+    """All numeric features for ``population`` (a frame of user_key) as of ``cutoff``.
+
+    Tenure is the older of registration and first purchase. Counts default to 0,
+    statistics the customer lacks history for to -1.
+    """
+    feats = population.join(order_features(orders, cutoff, windows, channels), "user_key", "left")
+    if events is not None:
+        feats = feats.join(engagement_features(events, cutoff, windows), "user_key", "left")
+    if customers is not None:
+        feats = feats.join(tenure_features(customers, cutoff), "user_key", "left")
+    else:
+        feats = feats.withColumn("registered_days", F.lit(None).cast("int"))
+    feats = feats.withColumn(
+        "tenure_days", F.greatest(F.coalesce("registered_days", F.lit(0)), F.coalesce("first_purchase_days", F.lit(0)))
+    )
+    columns = feature_columns(windows, channels)
+    out = []
+    for name in columns:
+        col = F.col(name) if name in feats.columns else F.lit(None)
+        statistic = name.startswith("interval_") or name == "recency_days"
+        out.append(F.coalesce(col.cast("double"), F.lit(MISSING if statistic else 0.0)).alias(name))
+    return feats.select("user_key", *out)
+
+
+def discounted_survival_sum(survival: Column, discount_per_period: float, periods: int) -> Column:
+    """sum_{t=1..H} (s / (1 + d))^t in closed form (H when the ratio is 1)."""
+    q = survival / F.lit(1.0 + discount_per_period)
+    return F.when(q == 1.0, F.lit(float(periods))).otherwise(q * (1.0 - F.pow(q, periods)) / (1.0 - q))
+
+
+def clv_frame(
+    scored: DataFrame,
+    label_days: int,
+    period_days: int,
+    horizon_periods: int,
+    annual_discount_rate: float,
+    margin: float,
+    activity_days: int,
+) -> DataFrame:
+    """Customer lifetime value from churn probability and purchase history.
+
+    ``scored`` holds user_key, probability (churn within ``label_days``), frequency,
+    monetary and ``orders_<activity_days>d``-style recent orders in ``recent_orders``.
+
+    CLV = sum_{t=1..H} E[orders per period] x avg margin per order x S^t / (1 + d)^t
+
+    - E[orders per period] = purchases in the last ``activity_days`` x period / activity_days
+    - avg margin per order = ``margin`` x paid value / purchases (all history)
+    - S = (1 - p)^(period / label_days): the per-period survival implied by the
+      churn probability p over the label window, so survival after t periods is S^t
+    - d = (1 + annual rate)^(period / 365) - 1, the per-period discount rate
+    """
+    d = (1.0 + annual_discount_rate) ** (period_days / 365.0) - 1.0
+    survival = F.pow(F.lit(1.0) - F.col("probability"), F.lit(period_days / label_days))
+    per_period = F.col("recent_orders") * F.lit(period_days / activity_days)
+    avg_margin = F.when(F.col("frequency") > 0, F.lit(margin) * F.col("monetary") / F.col("frequency")).otherwise(0.0)
+    return (
+        scored.withColumn("expected_orders_per_period", per_period)
+        .withColumn("avg_margin", avg_margin)
+        .withColumn("survival_per_period", survival)
+        .withColumn(
+            "clv",
+            F.col("expected_orders_per_period")
+            * F.col("avg_margin")
+            * discounted_survival_sum(F.col("survival_per_period"), d, horizon_periods),
+        )
+    )
