@@ -144,7 +144,9 @@ class RecommendConfig(StrictModel):
         "time", description="time: train before the cutoff, test after; random: per-user held-out share (no times)."
     )
     test_days: int = Field(14, gt=0, description="Time split: the test period is the last test_days before as-of.")
-    eval_cutoff: date | None = Field(None, description="Time split cutoff (inclusive, train side); default as-of minus test_days.")
+    eval_cutoff: date | None = Field(
+        None, description="Time split cutoff (inclusive, train side); default as-of minus test_days."
+    )
     validation_days: int = Field(14, gt=0, description="Validation period carved from the end of the training period.")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Random split: share of each user's items held out.")
     event_weights: dict[str, float] = Field(

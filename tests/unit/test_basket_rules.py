@@ -8,7 +8,7 @@ import pytest
 from pyspark.ml.fpm import FPGrowth
 
 from common.config import BasketConfig
-from jobs.basket import bundles, cross_sell, mine, min_count, spark_min_support
+from jobs.basket import bundles, cross_sell, min_count, mine, spark_min_support
 
 # supp: a 4/5, b 4/5, c 2/5, ab 3/5, ac 2/5, bc 1/5, abc 1/5
 BASKETS = [["a", "b"], ["a", "b", "c"], ["a", "c"], ["b"], ["a", "b"]]
@@ -47,9 +47,11 @@ def test_min_lift_max_size_and_empty_antecedent_rules(baskets):
     ]
     singles = mine(baskets, BasketConfig(min_support=0.2, min_confidence=0.0, min_lift=0.0, max_itemset_size=1))
     assert singles.itemsets.count() == 3 and singles.rules.count() == 0
-    # arules minlen=1: {} => {item} for items whose support reaches the confidence (a and b: 0.8).
+    # arules minlen=1 adds {} => {item} for items whose support reaches the confidence (a and b:
+    # 0.8); c => a (confidence 1) is the one ordinary rule that passes.
     empty = mine(baskets, BasketConfig(min_support=0.4, min_confidence=0.8, min_lift=0.0, min_rule_items=1))
-    assert sorted((r["antecedent"], r["consequent"]) for r in empty.rules.collect()) == [([], ["a"]), ([], ["b"])]
+    got = sorted((r["antecedent"], r["consequent"], r["confidence"]) for r in empty.rules.collect())
+    assert got == [([], ["a"], 0.8), ([], ["b"], 0.8), (["c"], ["a"], 1.0)]
 
 
 def test_support_threshold_is_arules_count_based_not_float_ceil(spark):
