@@ -178,6 +178,54 @@ class ChurnConfig(StrictModel):
     seed: int = 42
 
 
+class AlsGridConfig(StrictModel):
+    """ALS hyperparameters tried on the validation split (every combination)."""
+
+    rank: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
+    reg_param: list[float] = Field(default_factory=lambda: [0.05, 0.3], min_length=1)
+    alpha: list[float] = Field(default_factory=lambda: [5.0, 20.0], min_length=1)
+    max_iter: list[int] = Field(default_factory=lambda: [10], min_length=1)
+
+
+class RecommendConfig(StrictModel):
+    """ALS recommendations (jobs/recommend.py)."""
+
+    top_n: int = Field(10, gt=0, description="Recommendations published per customer.")
+    k: int = Field(10, gt=0, description="Cut-off of the ranking metrics (@k).")
+    split: Literal["time", "random"] = Field(
+        "time", description="time: train before the cutoff, test after; random: per-user held-out share (no times)."
+    )
+    test_days: int = Field(14, gt=0, description="Time split: the test period is the last test_days before as-of.")
+    eval_cutoff: date | None = Field(
+        None, description="Time split cutoff (inclusive, train side); default as-of minus test_days."
+    )
+    validation_days: int = Field(14, gt=0, description="Validation period carved from the end of the training period.")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Random split: share of each user's items held out.")
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "favourite": 2.0, "add_to_cart": 3.0, "purchase": 5.0},
+        description="Implicit-feedback weight per event type; purchases come from paid order lines.",
+    )
+    half_life_days: float | None = Field(None, gt=0, description="Time decay half-life; null: no decay.")
+    grid: AlsGridConfig = Field(default_factory=AlsGridConfig)
+    preferred_categories: int = Field(2, gt=0, description="Categories per user in the category-popularity baseline.")
+    similar_items: int = Field(10, gt=0, description="Neighbours per item in gold.similar_items.")
+    seed: int = 42
+
+
+class BasketConfig(StrictModel):
+    """FP-growth association rules (jobs/basket.py); support and confidence as arules defines them."""
+
+    min_support: float = Field(0.01, gt=0.0, le=1.0)
+    min_confidence: float = Field(0.2, ge=0.0, le=1.0)
+    min_lift: float = Field(1.0, ge=0.0)
+    max_itemset_size: int = Field(4, ge=1, description="Largest itemset mined (arules maxlen).")
+    min_rule_items: int = Field(
+        2, ge=1, le=2, description="arules minlen: 1 also yields rules with an empty antecedent {} => {item}."
+    )
+    cross_sell_per_item: int = Field(5, gt=0)
+    bundles: int = Field(100, gt=0, description="Bundle candidates kept (itemsets of 2-3 items).")
+
+
 class ShopLakeConfig(StrictModel):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -189,6 +237,8 @@ class ShopLakeConfig(StrictModel):
     clean: CleanConfig = Field(default_factory=CleanConfig)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    basket: BasketConfig = Field(default_factory=BasketConfig)
     conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
 
     def resolve_path(self, value: str) -> str:

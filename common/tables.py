@@ -467,6 +467,65 @@ GOLD_RECOMMENDATIONS = gold(
     keys=("user_key", "as_of", "rank"),
 )
 
+# Owned by the recommend job (jobs/recommend.py).
+GOLD_SIMILAR_ITEMS = gold(
+    "similar_items",
+    "Item-to-item neighbours: cosine similarity of ALS item factors; a same-category fallback for unseen items.",
+    ("item_id", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("rank", T.IntegerType(), False),
+    ("similar_item_id", T.StringType(), False),
+    ("similarity", T.DoubleType(), False),
+    ("reason", T.StringType(), False),
+    keys=("item_id", "as_of", "rank"),
+)
+
+# Owned by the basket job (jobs/basket.py).
+GOLD_ASSOCIATION_RULES = gold(
+    "association_rules",
+    "FP-growth association rules (single-item consequents, as arules mines them) with their measures.",
+    ("rule_id", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("antecedent", T.ArrayType(T.StringType()), False),
+    ("consequent", T.ArrayType(T.StringType()), False),
+    ("rule_items", T.IntegerType(), False),
+    ("basket_count", T.LongType(), False),
+    ("support", T.DoubleType(), False),
+    ("confidence", T.DoubleType(), False),
+    ("lift", T.DoubleType(), False),
+    ("leverage", T.DoubleType(), False),
+    ("conviction", T.DoubleType()),  # null when confidence is 1 (infinite conviction)
+    keys=("rule_id", "as_of"),
+)
+
+GOLD_CROSS_SELL = gold(
+    "cross_sell",
+    "For each item, the best items to suggest with it (single-item rules ranked by lift, then confidence).",
+    ("item_id", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("rank", T.IntegerType(), False),
+    ("suggested_item_id", T.StringType(), False),
+    ("support", T.DoubleType(), False),
+    ("confidence", T.DoubleType(), False),
+    ("lift", T.DoubleType(), False),
+    keys=("item_id", "as_of", "rank"),
+)
+
+GOLD_BUNDLES = gold(
+    "bundles",
+    "Bundle candidates: frequent itemsets of 2-3 items ranked by lift, then by the revenue of baskets holding them.",
+    ("bundle_id", T.StringType(), False),
+    ("as_of", T.DateType(), False),
+    ("rank", T.IntegerType(), False),
+    ("items", T.ArrayType(T.StringType()), False),
+    ("size", T.IntegerType(), False),
+    ("basket_count", T.LongType(), False),
+    ("support", T.DoubleType(), False),
+    ("lift", T.DoubleType(), False),
+    ("revenue", T.DoubleType(), False),
+    keys=("bundle_id", "as_of"),
+)
+
 # ---------------------------------------------------------------------------- ops
 OPS_RUN_LOG = TableSpec(
     "ops.run_log",
@@ -515,6 +574,10 @@ ALL_TABLES: dict[str, TableSpec] = {
         GOLD_CHURN_SCORES,
         GOLD_CLV,
         GOLD_RECOMMENDATIONS,
+        GOLD_SIMILAR_ITEMS,
+        GOLD_ASSOCIATION_RULES,
+        GOLD_CROSS_SELL,
+        GOLD_BUNDLES,
         OPS_RUN_LOG,
     )
 }

@@ -51,6 +51,19 @@ JOBS: dict[str, JobSpec] = {
             ("clean", "privacy"),
         ),
         JobSpec(
+            "recommend",
+            "jobs.recommend",
+            "silver -> gold.recommendations (ALS on weighted implicit feedback, popularity fallback) and "
+            "gold.similar_items; evaluated against popularity baselines on held-back data, report per run",
+            ("gold", "recommend"),
+        ),
+        JobSpec(
+            "basket",
+            "jobs.basket",
+            "silver orders -> gold.association_rules (FP-growth, arules semantics), gold.cross_sell, gold.bundles",
+            ("gold", "basket"),
+        ),
+        JobSpec(
             "churn",
             "jobs.churn",
             "silver (+ gold.profiles/segments when present) -> gold.churn_scores and gold.clv: point-in-time "

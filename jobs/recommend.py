@@ -1,0 +1,501 @@
+"""Recommend: ALS on implicit feedback, evaluated against popularity baselines on
+held-back data, then top-N recommendations and similar items as of a date.
+
+1. Interactions (common.interactions) up to the as-of day.
+2. Split. ``time``: train on days up to the cutoff (default as-of minus
+   ``test_days``), test on purchases after it. ``random`` (data without useful
+   times): a seeded per-user holdout of ``test_fraction`` of each user's bought
+   items. Validation is carved from the training side the same way, so the
+   hyperparameters (``recommend.grid``) never see the test period; the chosen
+   ones are evaluated once on test, with the two baselines (most popular, most
+   popular in the user's preferred categories) through the same code.
+3. Relevant items are test-period purchases the user had not touched in
+   training: already-seen items are excluded from every list and from scoring.
+4. Publish: ALS refitted on everything up to the as-of day with the chosen
+   hyperparameters (model saved under common.artifacts.model_dir); every customer
+   gets ``top_n`` items, from ALS where it knows them (reason ``model``) and from
+   the popularity list for the rest and for short lists (reason ``fallback``).
+   ``recommendForAllUsers`` asks ALS for ``top_n`` plus the user's seen-item
+   margin (capped), and fallbacks come from one bounded popular list, so nothing
+   joins every user with every item.
+5. ``gold.similar_items``: cosine neighbours of the ALS item factors, found by
+   LSH (no item x item cross join); items ALS has not seen get their category's
+   most popular items (reason ``fallback``, similarity 0).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.ml.feature import BucketedRandomProjectionLSH, Normalizer
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.recommendation import ALS, ALSModel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from common import artifacts, ranking
+from common.asof import on_or_before, publish_as_of, resolve_as_of
+from common.config import RecommendConfig, ShopLakeConfig
+from common.delta import DeltaStore, open_store
+from common.errors import InputError
+from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
+from common.runlog import JobResult, new_run_id
+from common.tables import (
+    GOLD_RECOMMENDATIONS,
+    GOLD_SIMILAR_ITEMS,
+    SILVER_CUSTOMERS,
+    SILVER_EVENTS,
+    SILVER_ORDER_LINES,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL, FALLBACK = "model", "fallback"
+METHODS = ("als", "most_popular", "category_popular")
+# Extra candidates asked of ALS to survive the seen-item exclusion, at most this many.
+MAX_SEEN_MARGIN = 200
+NO_CATEGORY = "(none)"
+
+
+@dataclass(frozen=True)
+class AlsParams:
+    rank: int
+    reg_param: float
+    alpha: float
+    max_iter: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "reg_param": self.reg_param, "alpha": self.alpha, "max_iter": self.max_iter}
+
+
+def grid(cfg: RecommendConfig) -> list[AlsParams]:
+    g = cfg.grid
+    return [AlsParams(*combo) for combo in itertools.product(g.rank, g.reg_param, g.alpha, g.max_iter)]
+
+
+# ---------------------------------------------------------------------------- fitting
+def fit_als(train: DataFrame, params: AlsParams, seed: int) -> tuple[ALSModel, IdMap]:
+    """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows."""
+    ids = IdMap.fit(train)
+    indexed = ids.to_index(train).select("user_idx", "item_idx", "strength")
+    als = ALS(
+        rank=params.rank,
+        regParam=params.reg_param,
+        alpha=params.alpha,
+        maxIter=params.max_iter,
+        implicitPrefs=True,
+        userCol="user_idx",
+        itemCol="item_idx",
+        ratingCol="strength",
+        coldStartStrategy="drop",
+        nonnegative=False,
+        seed=seed,
+        numUserBlocks=2,
+        numItemBlocks=2,
+    )
+    return als.fit(indexed), ids
+
+
+def seen_margin(train: DataFrame) -> int:
+    """How many extra candidates a user's seen items can remove (largest seen count, capped)."""
+    most = train.groupBy("user_key").count().agg(F.max("count")).first()[0] or 0
+    return int(min(most, MAX_SEEN_MARGIN))
+
+
+def als_candidates(model: ALSModel, ids: IdMap, train: DataFrame, users: DataFrame | None, n: int) -> DataFrame:
+    """``user_key, item_id, score`` from ALS: top ``n`` unseen items per known user."""
+    fetch = n + seen_margin(train)
+    if users is None:
+        raw = model.recommendForAllUsers(fetch)
+    else:
+        raw = model.recommendForUserSubset(ids.user_lookup(users).select("user_idx"), fetch)
+    user_keys = ids.user_lookup(train)
+    item_ids = ids.item_lookup(train)
+    return (
+        raw.select("user_idx", F.explode("recommendations").alias("r"))
+        .select("user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").cast("double").alias("score"))
+        .join(user_keys, "user_idx")
+        .join(item_ids, "item_idx")
+        .select("user_key", "item_id", "score")
+        .join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
+    )
+
+
+def popularity(train: DataFrame) -> DataFrame:
+    """``item_id, popularity``: distinct users who interacted with the item."""
+    return train.groupBy("item_id").agg(F.countDistinct("user_key").cast("double").alias("popularity"))
+
+
+def popular_candidates(train: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """``user_key, item_id, score``: the ``n`` most popular items each user has not seen.
+
+    Users meet one bounded list (``n`` + the seen margin), not the catalogue."""
+    m = n + seen_margin(train)
+    window = Window.orderBy(F.col("popularity").desc(), F.col("item_id"))
+    top = popularity(train).withColumn("_r", F.row_number().over(window)).where(F.col("_r") <= m)
+    return (
+        users.select("user_key")
+        .distinct()
+        .crossJoin(F.broadcast(top.select("item_id", F.col("popularity").alias("score"))))
+        .join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
+    )
+
+
+def category_popular_candidates(
+    train: DataFrame, products: DataFrame, users: DataFrame, n: int, preferred: int
+) -> DataFrame:
+    """``user_key, item_id, score``: the most popular unseen items in each user's
+    ``preferred`` favourite top-level categories (by interaction strength).
+    Users without a history get nothing here (the global fallback fills in)."""
+    m = n + seen_margin(train)
+    cats = products.select("item_id", F.coalesce("category_l1", F.lit(NO_CATEGORY)).alias("category")).dropDuplicates(
+        ["item_id"]
+    )
+    with_cat = train.join(cats, "item_id", "left").fillna({"category": NO_CATEGORY})
+    by_user = with_cat.groupBy("user_key", "category").agg(F.sum("strength").alias("_s"))
+    favourite = by_user.withColumn(
+        "_r", F.row_number().over(Window.partitionBy("user_key").orderBy(F.col("_s").desc(), "category"))
+    ).where(F.col("_r") <= preferred)
+    pop = popularity(train).join(cats, "item_id", "left").fillna({"category": NO_CATEGORY})
+    top = pop.withColumn(
+        "_r", F.row_number().over(Window.partitionBy("category").orderBy(F.col("popularity").desc(), "item_id"))
+    ).where(F.col("_r") <= m)
+    return (
+        favourite.join(users.select("user_key").distinct(), "user_key")
+        .select("user_key", "category")
+        .join(top.select("category", "item_id", F.col("popularity").alias("score")), "category")
+        .groupBy("user_key", "item_id")
+        .agg(F.max("score").alias("score"))
+        .join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
+    )
+
+
+def top_n_with_fallback(primary: DataFrame, fallback: DataFrame, n: int) -> DataFrame:
+    """``user_key, rank, item_id, score, reason``: the primary list first, topped up
+    from the fallback list (items not already in it) to ``n`` per user."""
+    both = primary.withColumn("_tier", F.lit(0)).unionByName(fallback.withColumn("_tier", F.lit(1)))
+    first = Window.partitionBy("user_key", "item_id").orderBy("_tier")
+    order = Window.partitionBy("user_key").orderBy("_tier", F.col("score").desc(), "item_id")
+    return (
+        both.withColumn("_k", F.row_number().over(first))
+        .where("_k = 1")
+        .withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= n)
+        .select(
+            "user_key",
+            "rank",
+            "item_id",
+            "score",
+            F.when(F.col("_tier") == 0, F.lit(MODEL)).otherwise(F.lit(FALLBACK)).alias("reason"),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- splitting
+@dataclass
+class Split:
+    train: DataFrame  # aggregated interactions: user_key, item_id, strength, purchases, last_ts
+    relevant: DataFrame  # user_key, item_id bought in the held-out part, unseen in train
+    description: dict[str, Any]
+
+
+def time_split(raw: DataFrame, cutoff: date, end: date, half_life: float | None) -> Split:
+    train = aggregate(raw, cutoff, half_life)
+    relevant = purchases_between(raw, cutoff, end).join(
+        train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti"
+    )
+    return Split(train, relevant, {"kind": "time", "train_until": cutoff.isoformat(), "test_until": end.isoformat()})
+
+
+def random_split(interactions: DataFrame, fraction: float, seed: int) -> Split:
+    """Per user, a seeded ``fraction`` of the bought items is held out (at least one item
+    stays in training, so every evaluated user is known to the model)."""
+    bought = interactions.where(F.col("purchases") > 0)
+    draw = Window.partitionBy("user_key").orderBy(F.rand(seed), "item_id")
+    sized = bought.withColumn("_i", F.row_number().over(draw)).withColumn(
+        "_n", F.count("*").over(Window.partitionBy("user_key"))
+    )
+    held = sized.where((F.col("_n") >= 2) & (F.col("_i") <= F.floor(F.col("_n") * fraction))).select(
+        "user_key", "item_id"
+    )
+    train = interactions.join(held, ["user_key", "item_id"], "left_anti")
+    return Split(train, held, {"kind": "random", "test_fraction": fraction, "seed": seed})
+
+
+# ---------------------------------------------------------------------------- evaluation
+def rank_lists(
+    method: str,
+    split: Split,
+    products: DataFrame,
+    cfg: RecommendConfig,
+    k: int,
+    model: tuple[ALSModel, IdMap] | None = None,
+) -> DataFrame:
+    """Top-k lists of ``method`` for the users with relevant items (popular fallback for all)."""
+    users = split.relevant.select("user_key").distinct()
+    fallback = popular_candidates(split.train, users, k)
+    if method == "als":
+        assert model is not None
+        primary = als_candidates(*model, split.train, users, k)
+    elif method == "category_popular":
+        primary = category_popular_candidates(split.train, products, users, k, cfg.preferred_categories)
+    else:
+        primary = fallback.limit(0)
+    return top_n_with_fallback(primary, fallback, k)
+
+
+def evaluate_method(lists: DataFrame, split: Split, k: int, catalogue_size: int) -> dict[str, Any]:
+    cols = ranking.Columns(user="user_key", item="item_id", rank="rank")
+    return ranking.evaluate(lists, split.relevant, k, catalogue_size, cols)
+
+
+def evaluate_split(
+    split: Split, products: DataFrame, cfg: RecommendConfig, params: AlsParams, catalogue_size: int
+) -> dict[str, dict[str, Any]]:
+    """Metrics of ALS (fitted on the split's training side) and both baselines."""
+    k = cfg.k
+    model = fit_als(split.train, params, cfg.seed)
+    out = {}
+    for method in METHODS:
+        lists = rank_lists(method, split, products, cfg, k, model if method == "als" else None).persist()
+        try:
+            out[method] = evaluate_method(lists, split, k, catalogue_size)
+        finally:
+            lists.unpersist()
+    return out
+
+
+def choose_params(
+    split: Split, products: DataFrame, cfg: RecommendConfig, catalogue_size: int
+) -> tuple[AlsParams, list[dict[str, Any]]]:
+    """The grid point with the best NDCG@k on the validation split (ties: first in grid order)."""
+    candidates = grid(cfg)
+    if split.train.limit(1).count() == 0 or split.relevant.limit(1).count() == 0:
+        return candidates[0], []
+    results = []
+    for params in candidates:
+        model = fit_als(split.train, params, cfg.seed)
+        lists = rank_lists("als", split, products, cfg, cfg.k, model)
+        metrics = evaluate_method(lists, split, cfg.k, catalogue_size)
+        results.append({**params.as_dict(), f"ndcg@{cfg.k}": metrics[f"ndcg@{cfg.k}"], "users": metrics["users"]})
+    best = max(range(len(candidates)), key=lambda i: (results[i][f"ndcg@{cfg.k}"], -i))
+    return candidates[best], results
+
+
+# ---------------------------------------------------------------------------- similar items
+def similar_items(model: ALSModel, ids: IdMap, train: DataFrame, products: DataFrame, k: int, seed: int) -> DataFrame:
+    """``item_id, rank, similar_item_id, similarity, reason`` (see the module docstring)."""
+    factors = (
+        model.itemFactors.select(F.col("id").alias("item_idx"), array_to_vector("features").alias("_f"))
+        .join(ids.item_lookup(train), "item_idx")
+        .select("item_id", "_f")
+    )
+    unit = Normalizer(inputCol="_f", outputCol="v", p=2.0).transform(factors).select("item_id", "v")
+    lsh = BucketedRandomProjectionLSH(inputCol="v", outputCol="_h", bucketLength=1.0, numHashTables=4, seed=seed)
+    # On unit vectors, Euclidean distance d and cosine c relate by c = 1 - d^2 / 2; d < sqrt(2) means c > 0.
+    pairs = (
+        lsh.fit(unit)
+        .approxSimilarityJoin(unit, unit, 2**0.5, distCol="_d")
+        .select(
+            F.col("datasetA.item_id").alias("item_id"),
+            F.col("datasetB.item_id").alias("similar_item_id"),
+            (F.lit(1.0) - F.col("_d") * F.col("_d") / 2.0).alias("similarity"),
+        )
+        .where(F.col("item_id") != F.col("similar_item_id"))
+        .withColumn("reason", F.lit(MODEL))
+    )
+    # Items ALS has not seen: the most popular items of their category.
+    cats = products.select("item_id", F.coalesce("category_l1", F.lit(NO_CATEGORY)).alias("category")).dropDuplicates(
+        ["item_id"]
+    )
+    pop = popularity(train).join(cats, "item_id")
+    top = pop.withColumn(
+        "_r", F.row_number().over(Window.partitionBy("category").orderBy(F.col("popularity").desc(), "item_id"))
+    ).where(F.col("_r") <= k)
+    cold = cats.join(factors.select("item_id"), "item_id", "left_anti")
+    fallback = cold.join(top.select("category", F.col("item_id").alias("similar_item_id")), "category").select(
+        "item_id", "similar_item_id", F.lit(0.0).alias("similarity"), F.lit(FALLBACK).alias("reason")
+    )
+    order = Window.partitionBy("item_id").orderBy(F.col("similarity").desc(), "similar_item_id")
+    return (
+        pairs.unionByName(fallback)
+        .withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= k)
+        .withColumn("similarity", F.round("similarity", 6))
+    )
+
+
+# ---------------------------------------------------------------------------- job
+def _read(store: DeltaStore, spec, spark: SparkSession) -> DataFrame:
+    if store.exists(spec):
+        return store.read(spec)
+    return spark.createDataFrame([], spec.schema)
+
+
+def run(
+    spark: SparkSession,
+    cfg: ShopLakeConfig,
+    run_id: str | None = None,
+    store: DeltaStore | None = None,
+) -> JobResult:
+    """Evaluate ALS against the baselines, then publish recommendations and similar items."""
+    run_id = run_id or new_run_id("recommend")
+    store = store or open_store(spark, cfg)
+    rc = cfg.recommend
+    for spec in (SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS):
+        if not store.exists(spec):
+            raise InputError(f"recommend: {spec.name} does not exist; run ingest and clean first")
+    as_of = resolve_as_of(store, cfg)
+    inputs = (SILVER_EVENTS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS, SILVER_CUSTOMERS)
+    result = JobResult("recommend", run_id)
+    result.inputs = {spec.name: store.version(spec) for spec in inputs if store.exists(spec)}
+    events, orders, lines, products, customers = (_read(store, spec, spark) for spec in inputs)
+    raw = raw_interactions(events, orders, lines, rc.event_weights).persist()
+    catalogue_size = products.select("item_id").distinct().count()
+    cached: list[DataFrame] = [raw]
+    try:
+        evaluation = _evaluate(raw, products, rc, as_of, catalogue_size, cached)
+        params = AlsParams(**evaluation["chosen_params"])
+        # Publish: everything up to the as-of day.
+        interactions = aggregate(raw, as_of, rc.half_life_days).persist()
+        cached.append(interactions)
+        registered = customers.where(F.col("registered_at").isNull() | on_or_before("registered_at", as_of)).select(
+            "user_key"
+        )
+        users = registered.unionByName(interactions.select("user_key")).distinct().persist()
+        cached.append(users)
+        fallback = popular_candidates(interactions, users, rc.top_n)
+        if interactions.limit(1).count():
+            model, ids = fit_als(interactions, params, rc.seed)
+            primary = als_candidates(model, ids, interactions, None, rc.top_n)
+            folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
+            model.write().overwrite().save(f"{folder}/als")
+            ids.save(folder)
+            similar = similar_items(model, ids, interactions, products, rc.similar_items, rc.seed)
+        else:
+            primary = fallback.limit(0)
+            folder = None
+            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
+        recs = top_n_with_fallback(primary, fallback, rc.top_n).withColumn("score", F.round("score", 6))
+        for spec, df in ((GOLD_RECOMMENDATIONS, recs), (GOLD_SIMILAR_ITEMS, similar)):
+            result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
+        published = store.read(GOLD_RECOMMENDATIONS).where(F.col("as_of") == F.lit(as_of)).persist()
+        cached.append(published)
+        result.row_counts[GOLD_RECOMMENDATIONS.name] = published.count()
+        result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
+            store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
+        )
+        reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
+        coverage = ranking.catalogue_coverage(published, catalogue_size, rc.top_n, ranking.Columns(item="item_id"))
+        published_users = published.select("user_key").distinct().count()
+    finally:
+        for df in cached:
+            df.unpersist()
+    k = rc.k
+    test = evaluation.get("test", {})
+    als_ndcg, pop_ndcg = (test.get(m, {}).get(f"ndcg@{k}") for m in ("als", "most_popular"))
+    result.metrics = {
+        "as_of": as_of.isoformat(),
+        "split": evaluation["split"],
+        "chosen_params": evaluation["chosen_params"],
+        "validation": evaluation["validation"],
+        "test": test,
+        f"ndcg@{k}_relative_gain_vs_most_popular": (als_ndcg / pop_ndcg - 1.0) if als_ndcg and pop_ndcg else None,
+        "published": {
+            "users": published_users,
+            "reasons": dict(sorted(reasons.items())),
+            f"coverage@{rc.top_n}": coverage,
+            "model_dir": folder,
+        },
+    }
+    result.metrics["report"] = write_report(cfg, run_id, result.metrics, k)
+    result.summary = _summary(result.metrics, k)
+    return result
+
+
+def _evaluate(
+    raw: DataFrame, products: DataFrame, rc: RecommendConfig, as_of: date, catalogue_size: int, cached: list
+) -> dict[str, Any]:
+    """Choose hyperparameters on validation, then score ALS and the baselines once on test."""
+    if rc.split == "time":
+        cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
+        if cutoff >= as_of:
+            raise InputError(f"recommend.eval_cutoff {cutoff} must be before the as-of date {as_of}")
+        val_cutoff = cutoff - timedelta(days=rc.validation_days)
+        test = time_split(raw, cutoff, as_of, rc.half_life_days)
+        validation = time_split(raw, val_cutoff, cutoff, rc.half_life_days)
+    else:
+        everything = aggregate(raw, as_of, rc.half_life_days)
+        test = random_split(everything, rc.test_fraction, rc.seed)
+        validation = random_split(test.train, rc.test_fraction, rc.seed + 1)
+    for split in (test, validation):
+        split.train = split.train.persist()
+        split.relevant = split.relevant.persist()
+        cached.extend([split.train, split.relevant])
+    params, tried = choose_params(validation, products, rc, catalogue_size)
+    out: dict[str, Any] = {
+        "split": {**test.description, "validation": validation.description},
+        "chosen_params": params.as_dict(),
+        "validation": tried or "skipped: no training or validation purchases",
+    }
+    if test.train.limit(1).count() and test.relevant.limit(1).count():
+        out["test"] = evaluate_split(test, products, rc, params, catalogue_size)
+    else:
+        out["test"] = {}
+        log.warning("recommend: no training interactions or test purchases; evaluation skipped")
+    return out
+
+
+def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: int) -> str:
+    """``<lake>/reports/recommend/<run_id>.json`` and ``.md``; returns the markdown path."""
+    path = artifacts.report_path(cfg, "recommend", f"{run_id}.md")
+    with open(path.removesuffix(".md") + ".json", "w", encoding="utf-8") as handle:
+        json.dump(metrics, handle, indent=2, sort_keys=True, default=str)
+    names = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "map", f"hit_rate@{k}", f"coverage@{k}", "users"]
+    lines = [
+        f"# Recommendation report {run_id}",
+        "",
+        f"As of {metrics['as_of']}; split: `{json.dumps(metrics['split'], sort_keys=True)}`.",
+        f"Chosen ALS parameters (validation NDCG@{k}): `{json.dumps(metrics['chosen_params'], sort_keys=True)}`.",
+        "",
+        "## Test metrics (relevant: purchases of items unseen in training)",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for method in METHODS:
+        row = metrics["test"].get(method)
+        if row is None:
+            lines.append(f"| {method} | " + " | ".join("n/a" for _ in names) + " |")
+        else:
+            lines.append(
+                f"| {method} | " + " | ".join(str(row[n]) if n == "users" else f"{row[n]:.4f}" for n in names) + " |"
+            )
+    pub = metrics["published"]
+    lines += [
+        "",
+        "## Published recommendations",
+        "",
+        f"- users: {pub['users']}",
+        f"- coverage@{cfg.recommend.top_n}: {pub[f'coverage@{cfg.recommend.top_n}']:.4f}",
+        "- reasons: " + ", ".join(f"{r} {n}" for r, n in pub["reasons"].items()),
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    return path if "://" not in path else ""
+
+
+def _summary(metrics: dict[str, Any], k: int) -> str:
+    lines = [f"recommend: as of {metrics['as_of']}, {metrics['published']['users']:,} users"]
+    for method, row in metrics["test"].items():
+        lines.append(f"  {method:<17} ndcg@{k} {row[f'ndcg@{k}']:.4f}  precision@{k} {row[f'precision@{k}']:.4f}")
+    lines.append(f"  reasons: {metrics['published']['reasons']}  report: {metrics['report']}")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Recommend and basket on the generated shop (shared silver_lake), and recommend on
+the real Online Retail Germany slice."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pyspark.sql import functions as F
+
+from common.config import BasketConfig
+from common.delta import open_store
+from common.interactions import aggregate, raw_interactions
+from common.tables import GOLD_RECOMMENDATIONS, GOLD_SIMILAR_ITEMS, SILVER_ORDER_LINES, SILVER_ORDERS
+from jobs.basket import baskets_from_silver, mine
+from jobs.registry import run_job
+from tests.conftest import TEST_SECRET, make_config
+
+# Two grid points keep the test quick; the job's default grid is larger.
+SMALL_GRID = ["recommend.grid.rank=[16]", "recommend.grid.reg_param=[0.3]", "recommend.grid.alpha=[5.0, 20.0]"]
+
+
+@pytest.fixture(scope="module")
+def secret():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def shop(silver_lake):
+    return silver_lake()
+
+
+@pytest.fixture(scope="module")
+def recommended(spark, shop, tmp_path_factory, secret):
+    cfg = shop.copy_to(tmp_path_factory.mktemp("recommend"), *SMALL_GRID)
+    return cfg, run_job(spark, cfg, "recommend")
+
+
+def test_planted_co_purchase_pairs_lead_the_rules(spark, shop):
+    store = open_store(spark, shop.cfg)
+    as_of = store.read(SILVER_ORDERS).agg(F.max("order_time")).first()[0].date()
+    baskets = baskets_from_silver(store.read(SILVER_ORDERS), store.read(SILVER_ORDER_LINES), as_of).persist()
+    mined = mine(baskets, BasketConfig(min_support=0.003, min_confidence=0.05, min_lift=1.0, max_itemset_size=3))
+    pairs = {frozenset(p["product_ids"]) for p in shop.manifest["co_purchased_pairs"]}
+    top = mined.rules.where("rule_items = 2").orderBy(F.col("lift").desc()).limit(2 * len(pairs)).collect()
+    found = {frozenset(r["antecedent"] + r["consequent"]) for r in top}
+    baskets.unpersist()
+    assert len(pairs) >= 3
+    assert found == pairs  # both directions of every planted pair, and nothing else, lead by lift
+
+
+def test_als_beats_most_popular_on_held_out_purchases(recommended):
+    _, result = recommended
+    test = result.metrics["test"]
+    assert set(test) == {"als", "most_popular", "category_popular"}
+    assert test["als"]["users"] == test["most_popular"]["users"] > 50
+    assert test["als"]["ndcg@10"] > test["most_popular"]["ndcg@10"]
+    # Hyperparameters came from the validation split, carved from training only.
+    split = result.metrics["split"]
+    assert split["validation"]["test_until"] == split["train_until"]
+    assert len(result.metrics["validation"]) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #5 acceptance not met on the generator's data: with the default grid (rank 16/32, "
+    "regParam 0.05/0.3, alpha 5/20) ALS NDCG@10 0.1086 vs most popular 0.0793 (+37%), and the "
+    "category-popularity baseline 0.1527 beats ALS; the planted taste is only two favourite top-level "
+    "categories over a Zipf catalogue, which that baseline captures directly",
+)
+def test_als_gains_at_least_half_over_most_popular(recommended):
+    _, result = recommended
+    test = result.metrics["test"]
+    assert test["als"]["ndcg@10"] >= 1.5 * test["most_popular"]["ndcg@10"]
+
+
+def test_published_recommendations_are_complete_unseen_and_keyed(spark, recommended):
+    cfg, result = recommended
+    store = open_store(spark, cfg)
+    as_of = result.metrics["as_of"]
+    recs = store.read(GOLD_RECOMMENDATIONS).persist()
+    n = cfg.recommend.top_n
+    assert recs.select("user_key", "as_of", "rank").distinct().count() == recs.count()
+    per_user = recs.groupBy("user_key").agg(F.count("*").alias("n"), F.countDistinct("item_id").alias("d"))
+    assert per_user.where((F.col("n") != n) | (F.col("d") != n)).count() == 0
+    assert {r["reason"] for r in recs.select("reason").distinct().collect()} == {"model", "fallback"}
+    assert result.metrics["published"]["reasons"]["model"] > result.metrics["published"]["reasons"]["fallback"]
+    # Nothing the user touched up to the as-of day is recommended back.
+    events, orders, lines = (store.read(store_spec) for store_spec in _silver(store))
+    seen = aggregate(raw_interactions(events, orders, lines, cfg.recommend.event_weights), _date(as_of))
+    assert recs.join(seen, ["user_key", "item_id"]).count() == 0
+    similar = store.read(GOLD_SIMILAR_ITEMS)
+    assert similar.where("item_id = similar_item_id").count() == 0
+    assert similar.where("reason = 'model' AND (similarity < 0 OR similarity > 1.000001)").count() == 0
+    assert (cfg.lake_root + "/models/recommend_als/" + as_of) == result.metrics["published"]["model_dir"]
+    recs.unpersist()
+
+
+def test_report_shows_three_methods_side_by_side(recommended):
+    _, result = recommended
+    text = open(result.metrics["report"], encoding="utf-8").read()
+    for method in ("als", "most_popular", "category_popular"):
+        assert re.search(rf"^\| {method} \| 0\.\d{{4}} \|", text, re.M), method
+    assert "reasons: fallback" in text
+
+
+@pytest.fixture(scope="module")
+def online_retail(spark, shared_data, tmp_path_factory, secret):
+    cfg = make_config(
+        tmp_path_factory.mktemp("online_retail"),
+        f"landing.root={shared_data}",
+        "landing.sources=[online_retail]",
+        "recommend.test_days=60",
+        "recommend.validation_days=60",
+        *SMALL_GRID,
+    )
+    run_job(spark, cfg, "ingest")
+    run_job(spark, cfg, "clean")
+    return cfg, run_job(spark, cfg, "recommend")
+
+
+def test_online_retail_report_has_real_numbers_for_all_three_methods(online_retail):
+    _, result = online_retail
+    test = result.metrics["test"]
+    assert set(test) == {"als", "most_popular", "category_popular"}
+    for row in test.values():
+        assert row["users"] > 10
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["precision@10"] <= 1.0
+    text = open(result.metrics["report"], encoding="utf-8").read()
+    for method in test:
+        assert re.search(rf"^\| {method} \| \d\.\d{{4}} \|", text, re.M), method
+
+
+def _silver(store):
+    from common.tables import SILVER_EVENTS
+
+    return (SILVER_EVENTS, SILVER_ORDERS, SILVER_ORDER_LINES)
+
+
+def _date(text):
+    from datetime import date
+
+    return date.fromisoformat(text)
