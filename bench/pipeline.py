@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.generate import generate
     from jobs.registry import PIPELINE
 
+    command = "python bench/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
     jobs = args.jobs.split(",") if args.jobs else list(PIPELINE)
     scales = args.scale or [parse_scale(s) for s in DEFAULT_SCALES]
     work = Path(tempfile.mkdtemp(prefix="shoplake-pipeline-bench-"))
@@ -186,16 +187,16 @@ def main(argv: list[str] | None = None) -> int:
                     events=manifest["records_expected"].get("bronze.events", 0),
                 )  # fmt: skip
                 results.append(result)
+                print("RESULT " + json.dumps(result), flush=True)
+                # Written after every run, so a long benchmark stopped early keeps what it measured.
+                report = markdown(results, command)
+                if args.out:
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(report)
             shutil.rmtree(landing, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    given = argv if argv is not None else sys.argv[1:]
-    report = markdown(results, "python bench/pipeline.py " + " ".join(given))
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+    print(markdown(results, command))
     return 0
 
 
