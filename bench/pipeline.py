@@ -82,7 +82,8 @@ def run_pipeline(landing: str, lake: str, jobs: list[str]) -> dict:
         )
         print(f"  {name}: {wall:.1f} s", file=sys.stderr, flush=True)
     spark.stop()
-    return {"spark_startup_s": startup, "steps": steps}
+    # The machine is shared: the load says how much of the wall time was ours.
+    return {"spark_startup_s": startup, "steps": steps, "load_avg_5min": os.getloadavg()[1]}
 
 
 # ------------------------------------------------------------------ driver
@@ -120,7 +121,7 @@ def markdown(results: list[dict], command: str) -> str:
             f"| {scale} | {r['records']:,} | {r['events']:,} | {r['run']} | **pipeline** | **{total:.1f}** "
             f"| **{r['records'] / total:,.0f}** | {max(s['py_peak_rss_mb'] for s in r['steps']):.0f} "
             f"| {max(s['jvm_peak_rss_mb'] for s in r['steps']):.0f} | Spark start {r['spark_startup_s']:.1f} s, "
-            f"generation {r['generate_s']:.1f} s (not in the total) |"
+            f"generation {r['generate_s']:.1f} s (not in the total), load average {r.get('load_avg_5min', 0):.0f} |"
         )
     lines += ["", "Medians per scale (pipeline total):", ""]
     for users, days in dict.fromkeys((r["users"], r["days"]) for r in results):
