@@ -20,7 +20,7 @@ import traceback
 import click
 
 from common.config import ShopLakeConfig, load_config
-from common.errors import ShopLakeError
+from common.errors import DISK_FULL_TEXT, ConfigError, DiskFull, ShopLakeError, is_disk_full
 from jobs.registry import JOBS, PIPELINE
 
 log = logging.getLogger("shoplake")
@@ -153,6 +153,7 @@ def pipeline(
 
     names = check_job_list(job_list.split(",")) if job_list is not None else None
     cfg = _config(env, _with_as_of(overrides, as_of), conf_dir)
+    _check_before_spark(cfg, names or PIPELINE)
     spark = build_spark(cfg)
     log.info("Spark %s, master %s, env %s, lake %s", spark.version, spark.sparkContext.master, cfg.env, cfg.lake_root)
     origins = code_origins(spark)
@@ -165,10 +166,20 @@ def pipeline(
     click.echo(f"pipeline run {result.run_id} succeeded: ran {', '.join(result.ran) or 'nothing'}", err=True)
 
 
+def _check_before_spark(cfg: ShopLakeConfig, names) -> None:
+    """Fail before the JVM starts (and before the first job of a pipeline writes)."""
+    from jobs.registry import check_lake_root, get_job
+
+    check_lake_root(cfg)
+    if any("privacy" in get_job(name).config_sections for name in names):
+        cfg.pseudonym_secret()
+
+
 def _run_jobs(cfg: ShopLakeConfig, names: list[str], run_id: str | None) -> None:
     from common.spark import build_spark
     from jobs.registry import run_job
 
+    _check_before_spark(cfg, names)
     spark = build_spark(cfg)
     log.info("Spark %s, master %s, env %s, lake %s", spark.version, spark.sparkContext.master, cfg.env, cfg.lake_root)
     for index, name in enumerate(names, start=1):
@@ -193,9 +204,10 @@ def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | 
     or silver user keys. The run log records counts, never the ids."""
     from common.spark import build_spark
     from jobs.forget import read_ids
-    from jobs.registry import run_job
+    from jobs.registry import check_lake_root, run_job
 
     cfg = _config(env, overrides, conf_dir)
+    check_lake_root(cfg)
     ids = read_ids(ids_file)
     cfg.pseudonym_secret()  # fail before starting Spark when the secret is missing
     spark = build_spark(cfg)
@@ -243,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other error (click would print usage and a hint as well).
+        command = exc.ctx.command_path if exc.ctx else "shoplake"
+        click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(ConfigError.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -254,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, non-zero exit
         if debug:
             traceback.print_exc()
+        if is_disk_full(exc):  # e.g. Spark's scratch space, outside any table write
+            click.echo(f"error: disk full ({DISK_FULL_TEXT}): free space and re-run", err=True)
+            sys.exit(DiskFull.exit_code)
         first = (str(exc).strip().splitlines() or [""])[0]
         click.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         sys.exit(1)

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
-from common.errors import ShopLakeError
+from common.errors import EnvironmentProblem, ShopLakeError
 from common.runlog import JobResult, new_run_id, record_run
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,54 @@ def job_parameters(spec: JobSpec, cfg: ShopLakeConfig) -> dict[str, Any]:
     return params
 
 
+def check_lake_root(cfg: ShopLakeConfig) -> None:
+    """Fail before Spark starts when ``lake.root`` (a local path) cannot hold a lake.
+
+    A missing folder is fine (the first write creates it) as long as its nearest
+    existing ancestor is a folder; a file, a path below a file, or a symbolic link
+    to nothing is refused with the path named.
+
+    Raises:
+        EnvironmentProblem: naming ``lake.root`` and what is wrong with it.
+    """
+    root = cfg.lake_root.removeprefix("file://")
+    if "://" in root:
+        return  # object stores: the first read or write reports access problems
+    path = os.path.abspath(root)
+    for candidate in (path, *_ancestors(path)):
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            raise EnvironmentProblem(
+                f"lake.root {root}: {candidate} is a symbolic link to {os.readlink(candidate)}, "
+                "which does not exist; point lake.root at a folder"
+            )
+        if not os.path.exists(candidate):
+            continue
+        if not os.path.isdir(candidate):
+            where = "is a file" if candidate == path else f"cannot be created: {candidate} is a file"
+            raise EnvironmentProblem(f"lake.root {root} {where}, not a folder; point lake.root at a folder")
+        if not os.access(candidate, os.R_OK | os.W_OK | os.X_OK):
+            raise EnvironmentProblem(f"lake.root {root}: {candidate} is not readable and writable by this user")
+        return
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    while (parent := os.path.dirname(path)) != path:
+        yield parent
+        path = parent
+
+
+def check_table_protocols(store) -> None:
+    """Refuse a lake holding a table this store cannot safely write, before any write.
+
+    Raises:
+        UnsupportedTableProtocol: naming the table and its protocol.
+    """
+    from common.tables import ALL_TABLES
+
+    for spec in ALL_TABLES.values():
+        store.check_supported(spec)
+
+
 @contextmanager
 def lake_lock(cfg: ShopLakeConfig, job: str, run_id: str) -> Iterator[None]:
     """Hold ``<lake root>/_locks/<job>.lock`` exclusively while ``job`` runs.
@@ -121,9 +169,15 @@ def lake_lock(cfg: ShopLakeConfig, job: str, run_id: str) -> Iterator[None]:
         yield
         return
     folder = os.path.join(root, "_locks")
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{job}.lock")
-    with open(path, "a+", encoding="utf-8") as handle:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"lake.root {root}: cannot create the lake lock {path} ({exc.strerror}); nothing was written"
+        ) from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -159,6 +213,7 @@ def run_job(
     from common.delta import open_store
 
     spec = get_job(name)
+    check_lake_root(cfg)
     run_id = run_id or new_run_id(name)
     module = importlib.import_module(spec.module)
     store = open_store(spark, cfg)
@@ -174,9 +229,13 @@ def run_job(
     # One run of a job per lake at a time (see lake_lock).
     with lake_lock(cfg, name, run_id):
         try:
+            check_table_protocols(store)
             result: JobResult = module.run(spark, cfg, run_id=run_id, store=store, **job_args)
         except Exception as exc:
-            record("failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000])
+            try:
+                record("failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:2000])
+            except Exception as log_exc:  # noqa: BLE001 - e.g. the disk is full: report the job's error
+                log.warning("could not record the failed run %s in ops.run_log: %s", run_id, log_exc)
             raise
         version = record("succeeded", result=result)
         result.outputs.setdefault("ops.run_log", version)

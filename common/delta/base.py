@@ -74,6 +74,15 @@ class DeltaStore(ABC):
     def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
         """Commits, newest first."""
 
+    def check_supported(self, table: TableSpec) -> None:
+        """Raise when ``table`` exists but needs a newer Delta reader or writer than
+        this engine; a missing table passes. Jobs call it for every table before
+        writing anything, so such a lake is refused before it is changed.
+
+        The default does nothing: delta-spark checks the protocol itself.
+        """
+        return None
+
     # -- writing ----------------------------------------------------------------
     @abstractmethod
     def overwrite(self, table: TableSpec, df: DataFrame) -> int:

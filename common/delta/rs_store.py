@@ -61,7 +61,16 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.delta.base import Commit, DeltaStore
-from common.errors import EnvironmentProblem, InputError, SchemaMismatch, ShopLakeError
+from common.errors import (
+    DISK_FULL_TEXT,
+    DiskFull,
+    EnvironmentProblem,
+    InputError,
+    SchemaMismatch,
+    ShopLakeError,
+    UnsupportedTableProtocol,
+    is_disk_full,
+)
 from common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -83,6 +92,27 @@ PARQUET_WRITE_CONF = {
     "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
 }
 _FILE_COL = "__shoplake_file"
+# The newest protocol this store writes correctly: reader 3 / writer 7 with these
+# table features (the Delta protocol's features known to deltalake 1.6). A table
+# asking for more was written by a newer Delta writer; committing to it could
+# break a rule this store does not know, so it is refused before any write.
+MAX_READER_VERSION = 3
+MAX_WRITER_VERSION = 7
+KNOWN_READER_FEATURES = frozenset(
+    {"columnMapping", "deletionVectors", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
+)
+KNOWN_WRITER_FEATURES = KNOWN_READER_FEATURES | {
+    "appendOnly",
+    "invariants",
+    "checkConstraints",
+    "changeDataFeed",
+    "generatedColumns",
+    "identityColumns",
+    "domainMetadata",
+    "rowTracking",
+    "inCommitTimestamp",
+    "icebergCompatV1",
+}
 
 
 # ------------------------------------------------------------------------- schema
@@ -348,6 +378,26 @@ class RsDeltaStore(DeltaStore):
         dt = self._open(table, required=False)
         return None if dt is None else dt.version()
 
+    def check_supported(self, table: TableSpec) -> None:
+        """Raise :class:`UnsupportedTableProtocol` when ``table`` needs a newer Delta
+        reader or writer (delta-rs refuses unknown reader requirements when opening)."""
+        dt = self._open(table, required=False)
+        if dt is None:
+            return
+        protocol = dt.protocol()
+        unknown = sorted(
+            {*(protocol.reader_features or [])} - KNOWN_READER_FEATURES
+            | {*(protocol.writer_features or [])} - KNOWN_WRITER_FEATURES
+        )
+        if protocol.min_writer_version > MAX_WRITER_VERSION or unknown:
+            raise UnsupportedTableProtocol(
+                f"{table.name}: the Delta table at {self._locate(table).delta_uri} was written by a newer "
+                f"Delta writer (protocol minReaderVersion {protocol.min_reader_version}, minWriterVersion "
+                f"{protocol.min_writer_version}" + (f", unknown features {unknown}" if unknown else "") + "); "
+                f"this ShopLake writes up to reader {MAX_READER_VERSION} / writer {MAX_WRITER_VERSION}: "
+                "nothing was written, upgrade ShopLake or use lake.backend=delta-spark"
+            )
+
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         loc = self._locate(table)
         dt = self._open(table, version=version)
@@ -530,6 +580,13 @@ class RsDeltaStore(DeltaStore):
                 return None
             raise InputError(f"{table.name}: no Delta table at {uri}") from None
         except DeltaError as exc:
+            if "Unsupported" in str(exc):
+                # delta-rs refuses a reader version or reader feature it does not know.
+                raise UnsupportedTableProtocol(
+                    f"{table.name}: the Delta table at {uri} was written by a newer Delta writer and "
+                    f"needs a newer reader (delta-rs: {str(exc).splitlines()[0]}); nothing was written, "
+                    "upgrade ShopLake or use lake.backend=delta-spark"
+                ) from exc
             if version is None:
                 raise
             raise InputError(
@@ -612,8 +669,10 @@ class RsDeltaStore(DeltaStore):
             if self._too_fragmented(table, staging):
                 staging = self._restage(table, loc, staging)
             self._check_not_null(table, staging)
-        except BaseException:
+        except BaseException as exc:
             self._drop_staging(loc, staging)
+            if is_disk_full(exc):
+                raise self._disk_full(table, loc, "staging its files") from exc
             raise
         return staging
 
@@ -819,6 +878,14 @@ class RsDeltaStore(DeltaStore):
                     loc.fs.delete_file(f"{loc.fs_path}/{add.path}")
                 except OSError:
                     log.warning("could not remove uncommitted file %s", add.path)
+            if is_disk_full(exc):
+                raise self._disk_full(table, loc, "committing") from exc
+            if isinstance(exc, CommitFailedError) and "Unsupported table features" in str(exc):
+                raise UnsupportedTableProtocol(
+                    f"{table.name}: the Delta table at {loc.delta_uri} was written by a newer Delta writer "
+                    f"({str(exc).splitlines()[0]}); nothing was written, upgrade ShopLake or use "
+                    "lake.backend=delta-spark"
+                ) from exc
             if isinstance(exc, CommitFailedError):
                 raise ShopLakeError(
                     f"{table.name}: {operation} conflicted with a concurrent commit to "
@@ -836,6 +903,13 @@ class RsDeltaStore(DeltaStore):
             len(removes),
         )
         return version
+
+    @staticmethod
+    def _disk_full(table: TableSpec, loc: _Location, step: str) -> DiskFull:
+        return DiskFull(
+            f"{table.name}: disk full ({DISK_FULL_TEXT}) while {step} at {loc.delta_uri}; nothing was "
+            "committed and the table is at its previous version: free space and re-run"
+        )
 
     def _committed_version(self, loc: _Location, write_id: str, read_version: int) -> int:
         """The version holding this write's commit (a concurrent writer may be past it)."""
