@@ -139,8 +139,9 @@ def read_run(spark: SparkSession, store, run_id: str | None) -> tuple[str, list[
         run_id = latest["run_id"]
     rows = runs.where(F.col("run_id") == run_id).orderBy("started_at").collect()
     if not rows:
-        recent = [r["run_id"] for r in runs.select("run_id", "finished_at").orderBy(F.desc("finished_at")).take(5)]
-        raise InputError(f"--run-id {run_id}: not in ops.run_log; recent runs: {', '.join(dict.fromkeys(recent))}")
+        latest = runs.groupBy("run_id").agg(F.max("finished_at").alias("last")).orderBy(F.desc("last")).take(5)
+        recent = ", ".join(r["run_id"] for r in latest)
+        raise InputError(f"--run-id {run_id}: not in ops.run_log; recent runs: {recent}")
     steps = [
         RunStep(
             job=r["job"],
