@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-fast test-slow lint bench clean dist
+.PHONY: setup run test test-fast test-slow lint bench clean dist browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10, 3.11 or 3.12 is required (python3 --version)"; exit 3; }
@@ -39,7 +39,19 @@ dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, 
 lint: setup
 	$(BIN)/ruff check common jobs tests bench
 
-test: setup lint  ## the whole suite: lint, then every test (slow ones included) in one run
+# The report test opens the HTML report in headless Chromium (Debian package `chromium`).
+# Installed when missing and apt-get can (root, or password-less sudo); otherwise the
+# report test fails and says how to install it.
+browser:  ## install headless Chromium for the report test when it is missing
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo "sudo -n" ); \
+	    echo "installing chromium (headless browser for the report test)"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	      || echo "warning: could not install chromium; the report test will fail until it is installed"; \
+	  else echo "warning: chromium is missing and apt-get is not available; the report test will fail"; fi; }
+
+test: setup lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
 	$(BIN)/pytest -m "slow or not slow"
 
 test-fast: setup

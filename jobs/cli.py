@@ -228,6 +228,24 @@ def package(out: str, wheel: bool, conf_dir: str | None) -> None:
         click.echo(f"{kind:<6} {path}")
 
 
+@cli.command()
+@click.option("--run-id", default=None, help="Run to report on; default: the latest pipeline run in ops.run_log.")
+@click.option("--out", default=None, help="HTML file to write; default: <lake>/reports/report/<run id>.html.")
+@env_option
+@set_option
+@conf_dir_option
+def report(run_id: str | None, out: str | None, env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+    """Write a self-contained static HTML report of a run: steps, data quality, RFM,
+    segments, churn, rules, recommendations and every job's metrics with charts."""
+    from common.spark import build_spark
+    from jobs.report import write_report
+
+    cfg = _config(env, overrides, conf_dir)
+    spark = build_spark(cfg)
+    path, data = write_report(spark, cfg, run_id, out)
+    click.echo(f"report for run {data.run_id} ({len(data.steps)} step(s)): {os.path.abspath(path)}")
+
+
 @cli.command("jobs")
 def list_jobs() -> None:
     """List the jobs and what each does."""
