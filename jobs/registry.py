@@ -50,6 +50,13 @@ JOBS: dict[str, JobSpec] = {
             "pseudonymise (user_key = HMAC with $SHOPLAKE_PSEUDONYM_SECRET), data-quality gates, publish",
             ("clean", "privacy"),
         ),
+        JobSpec(
+            "campaign",
+            "jobs.campaign",
+            "gold -> campaign audiences (consent, frequency cap, hash hold-out, k-anonymous exports) "
+            "and effect evaluation (KPIs, A/B and hold-out tests, campaign report)",
+            ("gold", "campaign"),
+        ),
     )
 }
 
