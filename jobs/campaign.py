@@ -229,12 +229,16 @@ def cart_abandoners(events: DataFrame, as_of: date, hours: int, lookback_days: i
         & (F.col("event_time") >= F.lit(end - timedelta(days=lookback_days)))
         & (F.col("event_time") <= F.lit(end - timedelta(hours=hours)))
     ).select("user_key", "item_id", F.col("event_time").alias("added_at"))
+    # Renamed columns: both sides come from one DataFrame, so `adds.user_key == bought.user_key`
+    # could resolve to the same attribute on both sides.
     bought = events.where((F.col("event_type") == "purchase") & on_or_before("event_time", as_of)).select(
-        "user_key", "item_id", F.col("event_time").alias("bought_at")
+        F.col("user_key").alias("b_user"), F.col("item_id").alias("b_item"), F.col("event_time").alias("bought_at")
     )
     open_adds = adds.join(
         bought,
-        (adds.user_key == bought.user_key) & (adds.item_id == bought.item_id) & (bought.bought_at >= adds.added_at),
+        (F.col("user_key") == F.col("b_user"))
+        & (F.col("item_id") == F.col("b_item"))
+        & (F.col("bought_at") >= F.col("added_at")),
         "left_anti",
     )
     latest = open_adds.groupBy("user_key", "item_id").agg(F.max("added_at").alias("added_at"))
