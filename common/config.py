@@ -295,7 +295,8 @@ def load_config(
     folder = find_conf_dir(conf_dir)
     env_file = folder / f"{env}.yaml"
     if not env_file.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+        # Not environments: the base, quality rules, campaign definitions.
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("base", "quality", "campaigns"))
         raise ConfigError(f"unknown env {env!r}: no {env_file} (known: {', '.join(known)})")
     data = deep_merge(_read_yaml(folder / "base.yaml"), _read_yaml(env_file))
     for text in overrides:
