@@ -226,6 +226,54 @@ class BasketConfig(StrictModel):
     bundles: int = Field(100, gt=0, description="Bundle candidates kept (itemsets of 2-3 items).")
 
 
+# ---------------------------------------------------------------------------- campaign
+class FrequencyCapConfig(StrictModel):
+    # A customer gets at most max_touches campaign messages per period_days, counting
+    # touches already sent (silver.campaign_touches) and the audiences built now.
+    max_touches: int = Field(2, ge=1)
+    period_days: int = Field(7, ge=1)
+
+
+class CartAbandonConfig(StrictModel):
+    # An add-to-cart is abandoned when the item is not bought within `hours`;
+    # adds younger than that at the as-of time are still open.
+    hours: int = Field(24, ge=1)
+    lookback_days: int = Field(7, ge=1)
+    max_items: int = Field(5, ge=1)
+
+
+class AbTestConfig(StrictModel):
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0, lt=1)
+    # Smallest relative lift worth detecting; below the power to see it a test is flagged underpowered.
+    min_relative_effect: float = Field(0.2, gt=0)
+    bootstrap_resamples: int = Field(2000, ge=100)
+    bootstrap_seed: int = 42
+    # Above this many recipients per group the bootstrap is skipped (Welch only): the
+    # per-recipient revenues are brought to the driver for it.
+    bootstrap_max_recipients: int = Field(50_000, ge=10)
+
+
+class AudienceExportConfig(StrictModel):
+    formats: list[Literal["csv", "delta"]] = Field(default_factory=lambda: ["csv", "delta"])
+    # Exported attributes that describe the person; values shared by fewer than k
+    # recipients of a campaign are withheld (nulled) in the export.
+    quasi_identifiers: list[str] = Field(default_factory=lambda: ["lifecycle_stage", "segment_name", "risk_tier"])
+    k_anonymity: int = Field(5, ge=1)
+
+
+class CampaignConfig(StrictModel):
+    definitions: str = Field("conf/campaigns.yaml", description="Audience definitions and playbooks (YAML).")
+    control_share: float = Field(0.1, ge=0, lt=1, description="Default hold-out share per campaign.")
+    frequency_cap: FrequencyCapConfig = Field(default_factory=FrequencyCapConfig)
+    cart_abandon: CartAbandonConfig = Field(default_factory=CartAbandonConfig)
+    top_recommendations: int = Field(3, ge=0, description="Recommended items attached per customer.")
+    attribution_window_hours: int = Field(72, ge=1, description="Last-touch attribution window for orders.")
+    repeat_window_days: int = Field(30, ge=1, description="Window for the repeat-purchase rate after a campaign.")
+    ab: AbTestConfig = Field(default_factory=AbTestConfig)
+    export: AudienceExportConfig = Field(default_factory=AudienceExportConfig)
+
+
 class ShopLakeConfig(StrictModel):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -239,6 +287,7 @@ class ShopLakeConfig(StrictModel):
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     basket: BasketConfig = Field(default_factory=BasketConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
     conf_dir: str = Field("", description="Set by the loader: the folder the config came from.")
 
     def resolve_path(self, value: str) -> str:
@@ -377,7 +426,8 @@ def load_config(
     folder = find_conf_dir(conf_dir)
     env_file = folder / f"{env}.yaml"
     if not env_file.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+        # Not environments: the base, quality rules, campaign definitions.
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("base", "quality", "campaigns"))
         raise ConfigError(f"unknown env {env!r}: no {env_file} (known: {', '.join(known)})")
     data = deep_merge(_read_yaml(folder / "base.yaml"), _read_yaml(env_file))
     for text in overrides:

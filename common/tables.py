@@ -526,6 +526,105 @@ GOLD_BUNDLES = gold(
     keys=("bundle_id", "as_of"),
 )
 
+# Campaign (jobs/campaign.py): audiences with their hold-out groups, the export
+# marketing tools receive, KPIs and A/B results.
+GOLD_AUDIENCES = gold(
+    "audiences",
+    "Campaign audiences as of a date: who, which group (treatment or hold-out control), and why.",
+    ("as_of", T.DateType(), False),
+    ("campaign_id", T.StringType(), False),
+    ("user_key", T.StringType(), False),
+    ("campaign_name", T.StringType(), False),
+    ("playbook", T.StringType(), False),
+    ("channel", T.StringType(), False),
+    ("offer", T.StringType()),
+    ("priority", T.IntegerType(), False),
+    ("assignment", T.StringType(), False),  # treatment | control (held out)
+    ("lifecycle_stage", T.StringType()),
+    ("segment_name", T.StringType()),
+    ("risk_tier", T.StringType()),
+    ("churn_probability", T.DoubleType()),
+    ("clv", T.DoubleType()),
+    ("recommended_items", T.ArrayType(T.StringType()), False),
+    ("abandoned_items", T.ArrayType(T.StringType()), False),
+    keys=("as_of", "campaign_id", "user_key"),
+)
+
+GOLD_AUDIENCE_EXPORT = gold(
+    "audience_export",
+    "What marketing tools receive: treatment recipients by pseudonymous key, campaign attributes, "
+    "person attributes withheld below k-anonymity.",
+    ("as_of", T.DateType(), False),
+    ("campaign_id", T.StringType(), False),
+    ("user_key", T.StringType(), False),
+    ("channel", T.StringType(), False),
+    ("offer", T.StringType()),
+    ("lifecycle_stage", T.StringType()),
+    ("segment_name", T.StringType()),
+    ("risk_tier", T.StringType()),
+    ("recommended_items", T.ArrayType(T.StringType()), False),
+    ("abandoned_items", T.ArrayType(T.StringType()), False),
+    keys=("as_of", "campaign_id", "user_key"),
+)
+
+GOLD_CAMPAIGN_KPIS = gold(
+    "campaign_kpis",
+    "Campaign outcomes by campaign and by channel, segment and variant: sends, opens, clicks, "
+    "conversions, attributed revenue, cost, rates, ROI, ROAS, CAC, repeat purchases.",
+    ("as_of", T.DateType(), False),
+    ("campaign_id", T.StringType(), False),  # "ALL" for the cross-campaign channel rows
+    ("dimension", T.StringType(), False),  # campaign | channel | segment | variant
+    ("dimension_value", T.StringType(), False),
+    ("recipients", T.LongType(), False),  # touches including hold-out rows
+    ("sends", T.LongType(), False),  # messages actually sent (hold-out excluded)
+    ("opens", T.LongType(), False),
+    ("clicks", T.LongType(), False),
+    ("conversions", T.LongType(), False),
+    ("attributed_orders", T.LongType(), False),
+    ("converting_customers", T.LongType(), False),
+    ("revenue", T.DoubleType(), False),
+    ("cost", T.DoubleType(), False),
+    ("open_rate", T.DoubleType()),
+    ("ctr", T.DoubleType()),
+    ("cvr", T.DoubleType()),
+    ("revenue_per_recipient", T.DoubleType()),
+    ("roi", T.DoubleType()),
+    ("roas", T.DoubleType()),
+    ("cac", T.DoubleType()),
+    ("repeat_purchase_rate", T.DoubleType()),
+    keys=("as_of", "campaign_id", "dimension", "dimension_value"),
+)
+
+GOLD_AB_RESULTS = gold(
+    "ab_results",
+    "A/B and hold-out tests per campaign: effect, interval, p-value, uplift, MDE, power warning.",
+    ("as_of", T.DateType(), False),
+    ("campaign_id", T.StringType(), False),
+    ("metric", T.StringType(), False),  # conversion_rate | revenue_per_recipient
+    ("treatment", T.StringType(), False),
+    ("reference", T.StringType(), False),
+    ("test", T.StringType(), False),
+    ("n_treatment", T.LongType(), False),
+    ("n_reference", T.LongType(), False),
+    ("value_treatment", T.DoubleType(), False),
+    ("value_reference", T.DoubleType(), False),
+    ("diff", T.DoubleType(), False),
+    ("ci_low", T.DoubleType()),
+    ("ci_high", T.DoubleType()),
+    ("p_value", T.DoubleType()),
+    ("significant", T.BooleanType(), False),
+    ("relative_uplift", T.DoubleType()),
+    ("uplift_ci_low", T.DoubleType()),
+    ("uplift_ci_high", T.DoubleType()),
+    ("bootstrap_ci_low", T.DoubleType()),
+    ("bootstrap_ci_high", T.DoubleType()),
+    ("mde", T.DoubleType()),
+    ("power", T.DoubleType()),
+    ("underpowered", T.BooleanType(), False),
+    ("warning", T.StringType()),
+    keys=("as_of", "campaign_id", "metric", "treatment", "reference"),
+)
+
 # ---------------------------------------------------------------------------- ops
 OPS_RUN_LOG = TableSpec(
     "ops.run_log",
@@ -578,6 +677,10 @@ ALL_TABLES: dict[str, TableSpec] = {
         GOLD_ASSOCIATION_RULES,
         GOLD_CROSS_SELL,
         GOLD_BUNDLES,
+        GOLD_AUDIENCES,
+        GOLD_AUDIENCE_EXPORT,
+        GOLD_CAMPAIGN_KPIS,
+        GOLD_AB_RESULTS,
         OPS_RUN_LOG,
     )
 }

@@ -71,6 +71,13 @@ JOBS: dict[str, JobSpec] = {
             "against a recency baseline, saved model",
             ("gold", "churn"),
         ),
+        JobSpec(
+            "campaign",
+            "jobs.campaign",
+            "gold -> campaign audiences (consent, frequency cap, hash hold-out, k-anonymous exports) "
+            "and effect evaluation (KPIs, A/B and hold-out tests, campaign report)",
+            ("gold", "campaign"),
+        ),
     )
 }
 
