@@ -5,19 +5,24 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from pyspark.sql import types as T
 
 from common.asof import publish_as_of, resolve_as_of, up_to
 from common.errors import InputError
-from common.tables import GOLD_CLV
+from common.tables import gold
 from tests.conftest import make_config
+
+# A gold table of the test's own, so jobs extending their schemas cannot break it.
+PROBE = gold("asof_probe", "test table", ("user_key", T.StringType(), False), ("as_of", T.DateType(), False),
+             ("clv", T.DoubleType()), keys=("user_key", "as_of"))  # fmt: skip
 
 
 def test_publishing_a_date_replaces_only_that_date(spark, store):
     df = spark.createDataFrame([("u1", date(2024, 1, 1), 1.0)], "user_key string, as_of date, clv double")
-    publish_as_of(store, GOLD_CLV, df, date(2024, 1, 1))
-    publish_as_of(store, GOLD_CLV, df.withColumn("clv", df.clv + 1), date(2024, 1, 2))
-    publish_as_of(store, GOLD_CLV, df.withColumn("clv", df.clv + 5), date(2024, 1, 1))
-    rows = sorted(tuple(r) for r in store.read(GOLD_CLV).collect())
+    publish_as_of(store, PROBE, df, date(2024, 1, 1))
+    publish_as_of(store, PROBE, df.withColumn("clv", df.clv + 1), date(2024, 1, 2))
+    publish_as_of(store, PROBE, df.withColumn("clv", df.clv + 5), date(2024, 1, 1))
+    rows = sorted(tuple(r) for r in store.read(PROBE).collect())
     assert rows == [("u1", date(2024, 1, 1), 6.0), ("u1", date(2024, 1, 2), 2.0)]
 
 

@@ -2,9 +2,9 @@
 
 Jobs run as real ``python -m jobs.cli`` subprocesses (own JVM, own process group)
 and are SIGKILLed at chosen points of their write path, found by polling the lake
-folder: while the first table is being staged (nothing committed), with some
-tables committed and others not, and with bronze committed but the files not yet
-marked ingested (the ingest commit point). After each kill every Delta table must
+folder: while the first table is being staged (nothing committed; clean into
+silver, basket into gold), with some tables committed and others not, and with
+bronze committed but the files not yet marked ingested (the ingest commit point). After each kill every Delta table must
 be readable at a complete version; a re-run must finish without duplicating or
 losing rows.
 
@@ -223,6 +223,31 @@ def test_clean_killed_mid_publish_is_repaired_by_the_next_run(spark, reference, 
     # The repaired silver equals a clean run that was never interrupted.
     fresh_counts = {name: len(r) for name, r in read_all(ref / "lake").items() if name.startswith("silver.")}
     assert counts == fresh_counts
+
+
+def test_gold_job_killed_mid_publish_is_repaired_by_the_next_run(spark, reference, tmp_path):
+    """Gold: basket (several gold tables per run) killed while staging its first
+    table; the re-run's tables equal those of a run that was never interrupted."""
+    ref, _ = reference
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    for root in (killed, straight):
+        shutil.copytree(ref / "lake" / "bronze", root / "lake" / "bronze")
+        shutil.copytree(ref / "lake" / "silver", root / "lake" / "silver")
+
+    kill_when(start(killed, "basket"), staging_in(killed / "lake", "gold"))
+    rows = read_all(killed / "lake")
+    assert not [name for name in rows if name.startswith("gold.")]
+    assert_no_duplicates(rows)
+
+    run_job(spark, make_config(killed), "basket")
+    run_job(spark, make_config(straight), "basket")
+
+    def gold(root: Path) -> dict[str, list[str]]:
+        return {n: sorted(map(repr, r)) for n, r in read_all(root / "lake").items() if n.startswith("gold.")}
+
+    repaired = gold(killed)
+    assert repaired == gold(straight)
+    assert any(repaired.values()), "basket wrote no gold rows: the comparison would prove nothing"
 
 
 def test_two_ingest_runs_at_once_serialise_or_one_fails_cleanly(spark, landing):
