@@ -395,7 +395,7 @@ def gold(name: str, description: str, *cols, keys=(), partition_by=("as_of",)) -
 
 # Top interests: (name, weight) pairs, weights the share of the customer's interest.
 INTEREST_LIST = T.ArrayType(
-    T.StructType([T.StructField("name", T.StringType(), False), T.StructField("weight", T.DoubleType(), False)])
+    T.StructType([T.StructField("name", T.StringType()), T.StructField("weight", T.DoubleType())])
 )
 
 GOLD_PROFILES = gold(
