@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError, MissingSecretError
 
@@ -128,6 +128,105 @@ class GoldConfig(StrictModel):
         description="Date the gold jobs compute as of (inclusive; only data up to its end is used). "
         "Null: the last day with data in silver, which the job logs.",
     )
+
+
+class RfmRule(StrictModel):
+    """One row of the RFM segment table: score ranges (inclusive) that name a segment."""
+
+    name: str
+    r: tuple[int, int] = (1, 5)
+    f: tuple[int, int] = (1, 5)
+    m: tuple[int, int] = (1, 5)
+
+    @field_validator("r", "f", "m")
+    @classmethod
+    def _score_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high <= 5:
+            raise ValueError(f"score range must be [low, high] with 1 <= low <= high <= 5, got {list(value)}")
+        return value
+
+
+def _default_rfm_rules() -> list[RfmRule]:
+    return [
+        RfmRule(name="Champions", r=(4, 5), f=(4, 5), m=(4, 5)),
+        RfmRule(name="Loyal", r=(3, 5), f=(3, 5)),
+        RfmRule(name="New", r=(5, 5), f=(1, 1)),
+        RfmRule(name="Potential loyalists", r=(3, 5), f=(1, 3)),
+        RfmRule(name="At risk", r=(1, 2), f=(3, 5)),
+        RfmRule(name="Hibernating", r=(2, 2), f=(1, 2)),
+        RfmRule(name="Lost", r=(1, 1), f=(1, 2)),
+    ]
+
+
+class LifecycleConfig(StrictModel):
+    """Window lengths (days) of the lifecycle stages; see jobs.profile.with_lifecycle."""
+
+    new_days: int = Field(30, gt=0, description="First purchase (or registration, without one) this recent: new.")
+    active_days: int = Field(30, gt=0, description="Last purchase this recent: active (or reactivated).")
+    churned_days: int = Field(90, gt=0, description="No purchase for longer than this: churned; between: dormant.")
+
+
+class ProfileConfig(StrictModel):
+    """The profile job (gold.profiles)."""
+
+    time_zone: str | None = Field(
+        None, description="Zone for hours of day and weekdays; null: landing.source_time_zone."
+    )
+    night_hours: list[int] = Field(default_factory=lambda: [22, 23, 0, 1, 2, 3])
+    quantile_relative_error: float = Field(
+        0.0, ge=0.0, lt=1.0, description="approxQuantile error for RFM quintiles; 0 is exact and reproducible."
+    )
+    rfm_segments: list[RfmRule] = Field(default_factory=_default_rfm_rules, min_length=1)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    # Interest weight of one interaction with an item, by event type; order lines count as `purchase`.
+    interest_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "favourite": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
+    )
+    top_interests: int = Field(3, gt=0)
+    city_tiers: dict[int, list[str]] = Field(default_factory=dict)
+    tags_file: str = Field("tags.yaml", description="Tag rules; relative paths resolve against the conf folder.")
+
+
+class SegmentConfig(StrictModel):
+    """The segment job (gold.segments, gold.segment_summary)."""
+
+    features: list[str] = Field(
+        default_factory=lambda: [
+            "frequency",
+            "monetary",
+            "avg_order_value",
+            "views",
+            "view_to_purchase_rate",
+            "discount_order_share",
+            "night_share",
+            "registration_days",
+        ],
+        min_length=1,
+        description="gold.profiles columns clustered on (nulls count as 0).",
+    )
+    log_features: list[str] = Field(
+        default_factory=lambda: ["frequency", "monetary", "avg_order_value", "views", "registration_days"],
+        description="Skewed features taken as ln(1 + max(x, 0)) before standardising.",
+    )
+    k_min: int = Field(3, ge=2)
+    k_max: int = Field(9, ge=2)
+    seed: int = 42
+    stability_seeds: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=2)
+    max_iter: int = Field(50, gt=0)
+    where: str | None = Field(None, description="Optional SQL filter on gold.profiles: who is segmented.")
+    # A centroid coordinate (in standard deviations) this far from the population mean names the segment.
+    name_threshold: float = Field(0.5, gt=0)
+    name_terms: int = Field(3, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentConfig:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        stray = [f for f in self.log_features if f not in self.features]
+        if stray:
+            raise ValueError(f"log_features {stray} are not in features {self.features}")
+        return self
 
 
 class ChurnGridConfig(StrictModel):
@@ -284,6 +383,8 @@ class ShopLakeConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     gold: GoldConfig = Field(default_factory=GoldConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     basket: BasketConfig = Field(default_factory=BasketConfig)

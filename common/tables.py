@@ -393,6 +393,11 @@ def gold(name: str, description: str, *cols, keys=(), partition_by=("as_of",)) -
     return TableSpec(f"gold.{name}", schema, keys=keys, partition_by=partition_by, description=description)
 
 
+# Top interests: (name, weight) pairs, weights the share of the customer's interest.
+INTEREST_LIST = T.ArrayType(
+    T.StructType([T.StructField("name", T.StringType()), T.StructField("weight", T.DoubleType())])
+)
+
 GOLD_PROFILES = gold(
     "profiles",
     "One row per customer and as-of date: attributes, RFM, behaviour, interests, lifecycle stage, tags.",
@@ -409,6 +414,38 @@ GOLD_PROFILES = gold(
     ("rfm_segment", T.StringType()),
     ("lifecycle_stage", T.StringType(), False),
     ("tags", T.ArrayType(T.StringType()), False),
+    # profile job (jobs/profile.py): attributes
+    ("age_band", T.StringType()),
+    ("gender", T.StringType()),
+    ("province", T.StringType()),
+    ("city", T.StringType()),
+    ("city_tier", T.IntegerType()),
+    ("registration_days", T.IntegerType()),
+    ("member_level", T.StringType()),
+    # RFM detail (amounts net of refunds)
+    ("first_purchase_days", T.IntegerType()),
+    ("avg_order_value", MONEY),
+    ("mean_interpurchase_days", T.DoubleType()),
+    ("refunded_orders", T.LongType(), False),
+    ("refund_amount", MONEY, False),
+    # behaviour
+    ("last_active_days", T.IntegerType()),
+    ("sessions", T.LongType(), False),
+    ("views", T.LongType(), False),
+    ("searches", T.LongType(), False),
+    ("add_to_carts", T.LongType(), False),
+    ("cart_abandonment_rate", T.DoubleType()),
+    ("view_to_purchase_rate", T.DoubleType()),
+    ("preferred_hour", T.IntegerType()),
+    ("preferred_weekday", T.IntegerType()),
+    ("night_share", T.DoubleType()),
+    ("preferred_channel", T.StringType()),
+    ("preferred_payment_method", T.StringType()),
+    ("discount_order_share", T.DoubleType()),
+    # interests
+    ("top_categories", INTEREST_LIST),
+    ("top_brands", INTEREST_LIST),
+    ("brand_loyalty_index", T.DoubleType()),
     keys=("user_key", "as_of"),
 )
 
@@ -420,7 +457,35 @@ GOLD_SEGMENTS = gold(
     ("as_of", T.DateType(), False),
     ("segment_id", T.IntegerType(), False),
     ("segment_name", T.StringType(), False),
+    # segment job (jobs/segment.py)
+    ("model_version", T.StringType(), False),
     keys=("user_key", "as_of"),
+)
+
+GOLD_SEGMENT_SUMMARY = gold(
+    "segment_summary",
+    "One row per k-means segment and as-of date: size, centroid, name, description and profile summaries.",
+    ("as_of", T.DateType(), False),
+    ("segment_id", T.IntegerType(), False),
+    ("segment_name", T.StringType(), False),
+    ("description", T.StringType(), False),
+    ("customers", T.LongType(), False),
+    ("share", T.DoubleType(), False),
+    # centroid in standard deviations from the population mean, per feature
+    ("centroid", T.MapType(T.StringType(), T.DoubleType()), False),
+    ("avg_recency_days", T.DoubleType()),
+    ("avg_frequency", T.DoubleType()),
+    ("avg_monetary", T.DoubleType()),
+    ("avg_order_value", T.DoubleType()),
+    ("avg_views", T.DoubleType()),
+    ("avg_discount_order_share", T.DoubleType()),
+    ("avg_night_share", T.DoubleType()),
+    ("top_lifecycle_stage", T.StringType()),
+    ("top_rfm_segment", T.StringType()),
+    ("k", T.IntegerType(), False),
+    ("silhouette", T.DoubleType(), False),
+    ("model_version", T.StringType(), False),
+    keys=("as_of", "segment_id"),
 )
 
 GOLD_CHURN_SCORES = gold(
@@ -670,6 +735,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         SILVER_REJECTED,
         GOLD_PROFILES,
         GOLD_SEGMENTS,
+        GOLD_SEGMENT_SUMMARY,
         GOLD_CHURN_SCORES,
         GOLD_CLV,
         GOLD_RECOMMENDATIONS,

@@ -51,6 +51,20 @@ JOBS: dict[str, JobSpec] = {
             ("clean", "privacy"),
         ),
         JobSpec(
+            "profile",
+            "jobs.profile",
+            "silver -> gold.profiles as of a date: attributes, RFM scores and segments, behaviour, "
+            "interests, lifecycle stage and YAML-driven tags (conf/tags.yaml), point-in-time",
+            ("gold", "profile"),
+        ),
+        JobSpec(
+            "segment",
+            "jobs.segment",
+            "gold.profiles -> gold.segments + gold.segment_summary: k-means on scaled features, k by "
+            "silhouette, stability across seeds (ARI), named segments, saved scoring pipeline",
+            ("gold", "segment"),
+        ),
+        JobSpec(
             "recommend",
             "jobs.recommend",
             "silver -> gold.recommendations (ALS on weighted implicit feedback, popularity fallback) and "
