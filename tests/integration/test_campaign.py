@@ -38,7 +38,7 @@ from common.tables import (
 )
 from jobs.campaign import control_bucket
 from jobs.registry import run_job
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, with_missing_columns
 
 STAGES = ["new", "active", "dormant", "churned", "reactivated"]
 
@@ -71,7 +71,7 @@ def seed_gold(spark, store, as_of, manifest) -> None:
         F.element_at(F.array(*[F.lit(s) for s in STAGES]), (_h("stage", 5) + 1).cast("int")).alias("lifecycle_stage"),
         F.array(F.lit("demo")).alias("tags"),
     )
-    publish_as_of(store, GOLD_PROFILES, profiles, as_of)
+    publish_as_of(store, GOLD_PROFILES, with_missing_columns(profiles, GOLD_PROFILES), as_of)
     # Segments from the planted truth: source customer id -> user_key through the key map.
     secret = TEST_SECRET.encode()
     planted = [(privacy.pseudonym(secret, f"shop:{cid}", "source"), name)
@@ -80,21 +80,28 @@ def seed_gold(spark, store, as_of, manifest) -> None:
         store.read(SILVER_USER_KEY_MAP), "source_key"
     )
     seg = seg.groupBy("user_key").agg(F.min("segment_name").alias("segment_name"))
-    publish_as_of(store, GOLD_SEGMENTS, seg.withColumn("segment_id", F.lit(1)), as_of)
+    publish_as_of(
+        store, GOLD_SEGMENTS, with_missing_columns(seg.withColumn("segment_id", F.lit(1)), GOLD_SEGMENTS), as_of
+    )
     p = (_h("churn", 1000) / 1000.0).alias("probability")
     churn = customers.select("user_key", p).withColumn(
         "risk_tier", F.when(F.col("probability") >= 0.7, "high").otherwise("low")
     )
-    publish_as_of(store, GOLD_CHURN_SCORES, churn.withColumn("model_version", F.lit("test")), as_of)
+    publish_as_of(
+        store,
+        GOLD_CHURN_SCORES,
+        with_missing_columns(churn.withColumn("model_version", F.lit("test")), GOLD_CHURN_SCORES),
+        as_of,
+    )
     clv = profiles.select("user_key", (F.col("monetary").cast("double") * 1.5 + _h("clv", 7)).alias("clv"))
-    publish_as_of(store, GOLD_CLV, clv, as_of)
+    publish_as_of(store, GOLD_CLV, with_missing_columns(clv, GOLD_CLV), as_of)
     items = [r.item_id for r in store.read(SILVER_PRODUCTS).select("item_id").orderBy("item_id").limit(5).collect()]
     ranked = F.explode(F.array(*[F.struct(F.lit(i + 1).alias("rank"), F.lit(item).alias("item_id"))
                                  for i, item in enumerate(items)]))  # fmt: skip
     recs = customers.select("user_key", ranked.alias("r")).select(
         "user_key", "r.rank", "r.item_id", (1.0 / F.col("r.rank")).alias("score"), F.lit("test").alias("reason")
     )
-    publish_as_of(store, GOLD_RECOMMENDATIONS, recs, as_of)
+    publish_as_of(store, GOLD_RECOMMENDATIONS, with_missing_columns(recs, GOLD_RECOMMENDATIONS), as_of)
 
 
 def snapshot(store, spec):

@@ -27,7 +27,7 @@ from common.tables import (
     OPS_RUN_LOG,
     SILVER_CUSTOMERS,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, with_missing_columns
 from tests.report_dom import ReportDom
 from tests.unit.test_report import CHURN_METRICS
 
@@ -118,7 +118,8 @@ def report_lake(spark, silver_lake, tmp_path_factory):
     written = {"profile": (GOLD_PROFILES, prof_df), "segment": (GOLD_SEGMENTS, seg_df),
                "recommend": (GOLD_RECOMMENDATIONS, rec_df), "churn": (GOLD_CHURN_SCORES, churn_df)}  # fmt: skip
     versions = {
-        job: {spec.name: publish_as_of(store, spec, df.drop("as_of"), AS_OF)} for job, (spec, df) in written.items()
+        job: {spec.name: publish_as_of(store, spec, with_missing_columns(df.drop("as_of"), spec), AS_OF)}
+        for job, (spec, df) in written.items()
     }
     metrics = {
         "profile": {"as_of": AS_OF.isoformat()},
