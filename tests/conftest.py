@@ -120,9 +120,29 @@ def silver_lake(spark, tmp_path_factory):
 
 
 def with_missing_columns(df, spec):
-    """``df`` plus ``spec``'s other columns as typed nulls: tests that stand in for a
-    gold job write its contract columns only, whatever the job adds besides."""
+    """``df`` plus ``spec``'s other columns: tests that stand in for a gold job write
+    its contract columns only, whatever the job adds besides. Nullable extras are
+    null; NOT NULL extras (the store enforces them) get their type's zero value."""
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    def filler(field):
+        dtype = field.dataType
+        if field.nullable:
+            value = F.lit(None)
+        elif isinstance(dtype, T.ArrayType):
+            value = F.array()
+        elif isinstance(dtype, T.MapType):
+            value = F.create_map()
+        elif isinstance(dtype, T.StringType):
+            value = F.lit("")
+        elif isinstance(dtype, T.BooleanType):
+            value = F.lit(False)
+        elif isinstance(dtype, (T.DateType, T.TimestampType)):
+            value = F.lit("1970-01-01")
+        else:
+            value = F.lit(0)
+        return value.cast(dtype).alias(field.name)
 
     missing = [f for f in spec.schema.fields if f.name not in df.columns and f.name != "as_of"]
-    return df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in missing])
+    return df.select("*", *[filler(f) for f in missing])

@@ -22,18 +22,20 @@ from common.tables import (
     TableSpec,
 )
 from jobs import campaign
-from tests.conftest import make_config
+from tests.conftest import make_config, with_missing_columns
 
 AS_OF = date(2024, 3, 10)
 
 
 def frame(spark, spec: TableSpec, rows: list[dict]):
-    """A DataFrame with ``spec``'s schema (as_of dropped) from partial rows; the rest null."""
-    fields = [f for f in spec.schema.fields if f.name != "as_of"]
+    """A DataFrame with ``spec``'s schema (as_of dropped) from partial rows; columns no
+    row gives are filled by ``with_missing_columns``, other gaps are null."""
     from pyspark.sql import types as T
 
+    fields = [f for f in spec.schema.fields if f.name != "as_of" and (not rows or any(f.name in r for r in rows))]
     schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in fields])
-    return spark.createDataFrame([tuple(r.get(f.name) for f in fields) for r in rows], schema)
+    df = spark.createDataFrame([tuple(r.get(f.name) for f in fields) for r in rows], schema)
+    return with_missing_columns(df, spec)
 
 
 def profile(user, consent=True, stage="active", frequency=3, monetary="100.00", tags=()):
