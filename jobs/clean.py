@@ -407,9 +407,13 @@ def _read_or_empty(spark: SparkSession, store: DeltaStore, spec: TableSpec) -> D
 
 
 def default_as_of(events: DataFrame, orders: DataFrame) -> date:
-    """The last day with data (the CLI's default for ``clean.as_of``)."""
+    """The last day with data (the CLI's default for ``clean.as_of``). Sources with no
+    event or order times (basket files) fall back to the day they were ingested, a
+    date bronze records, so the plausibility bounds derived from it stay sensible."""
     last = [events.agg(F.max("event_time")).first()[0], orders.agg(F.max("order_time")).first()[0]]
     last = [d for d in last if d is not None]
+    if not last:
+        last = [d for d in (orders.agg(F.max("_ingested_at")).first()[0],) if d is not None]
     return max(last).date() if last else date(1970, 1, 1)
 
 
