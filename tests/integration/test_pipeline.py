@@ -11,6 +11,7 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
+import jobs.clean as clean_job
 from common.delta import open_store
 from common.errors import InputError
 from common.runlog import JobResult
@@ -89,9 +90,17 @@ def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
     spark, landing, tmp_path, monkeypatch, capsys, probe
 ):
     cfg = make_config(tmp_path / "resumed", f"landing.root={landing}")
-    monkeypatch.delenv("SHOPLAKE_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
+    # A missing secret is refused before any step runs (tests/integration/test_env_errors.py),
+    # so clean is made to fail from inside instead.
+    real_build_silver = clean_job.build_silver
 
-    # 1. Through the CLI: clean fails (no secret), ingest's work stays.
+    def failing_build_silver(*args, **kwargs):
+        raise InputError("bronze.customers: simulated failure inside clean")
+
+    monkeypatch.setattr(clean_job, "build_silver", failing_build_silver)
+
+    # 1. Through the CLI: clean fails, ingest's work stays.
     sets = [a for o in TEST_SPARK_CONF for a in ("--set", o)]
     with pytest.raises(SystemExit) as exit_info:
         main(
@@ -99,12 +108,12 @@ def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
             + ["--set", f"lake.root={tmp_path / 'resumed' / 'lake'}", "--set", f"landing.root={landing}"]
         )
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2  # MissingSecretError's code, not a generic 1
+    assert exit_info.value.code == 4  # InputError's code, not a generic 1
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1
     message = error_lines[0]
     run_id = message.split("pipeline run ")[1].split()[0]
-    assert "stopped at step 2/3 (clean): MissingSecretError: environment variable SHOPLAKE_PSEUDONYM_SECRET" in message
+    assert "stopped at step 2/3 (clean): InputError: bronze.customers: simulated failure inside clean" in message
     assert message.endswith(f"resume with `shoplake pipeline --resume {run_id}` (finished steps are not redone)")
     assert "[1/3] ingest ..." in err and "[1/3] ingest done in" in err and "[2/3] clean FAILED in" in err
     assert run_log(spark, cfg, run_id) == [("ingest", "succeeded"), ("clean", "failed")]
@@ -112,8 +121,8 @@ def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
     bronze_versions = {name: store.version(spec) for name, spec in BRONZE_DATA_TABLES.items()}
     assert any(v is not None for v in bronze_versions.values())
 
-    # 2. Secret fixed, but the gold step fails: clean runs, ingest does not.
-    monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
+    # 2. Clean fixed, but the gold step fails: clean runs, ingest does not.
+    monkeypatch.setattr(clean_job, "build_silver", real_build_silver)
     monkeypatch.setenv(PROBE_FAIL_ENV, "1")
     with pytest.raises(Exception, match=rf"stopped at step 3/3 \(probe_gold\).*--resume {run_id}`"):
         resume_pipeline(spark, cfg, run_id)
