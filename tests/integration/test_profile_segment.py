@@ -197,16 +197,11 @@ def _later_rows(spark, store, as_of: date):
     )
     late_lines = lines.withColumn("order_id", F.concat("order_id", F.lit("-late")))
     events = store.read(SILVER_EVENTS).where(F.col("event_time") < F.lit(end)).orderBy("event_id").limit(200)
-    late_events = (
-        events.withColumns(
-            {
-                "event_id": F.concat("event_id", F.lit("-late")),
-                "event_time": F.col("event_time") + F.expr("INTERVAL 2 DAYS"),
-            }
-        )
-        .withColumn("event_date", F.to_date("event_time"))
-        .where(F.col("event_time") >= F.lit(end))
-    )
+    # Every copied event lands after the as-of day, the first exactly at the next midnight.
+    event_shift = F.lit(end) + F.make_dt_interval(secs=F.row_number().over(Window.orderBy("event_id")) - 1)
+    late_events = events.withColumns(
+        {"event_id": F.concat("event_id", F.lit("-late")), "event_time": event_shift}
+    ).withColumn("event_date", F.to_date("event_time"))
     refund = (
         store.read(SILVER_ORDERS)
         .where((F.col("status") == "paid") & (F.col("order_time") < F.lit(end)))
@@ -228,7 +223,7 @@ def test_rebuilding_an_earlier_date_after_newer_data_gives_the_same_table(spark,
     run_job(spark, cfg, "profile")
     before = _rows(store, GOLD_PROFILES, EARLIER)
     late_orders, late_lines, late_events, refund, newcomer = _later_rows(spark, store, EARLIER)
-    assert late_events.count() > 0
+    assert (late_orders.count(), late_events.count()) == (40, 200)  # the test really adds newer data
     store.append(SILVER_ORDERS, late_orders)
     store.append(SILVER_ORDER_LINES, late_lines)
     store.append(SILVER_EVENTS, late_events)
