@@ -48,7 +48,6 @@ from common.tables import (
     SILVER_PRODUCTS,
     SILVER_REJECTED,
     SILVER_USER_KEY_MAP,
-    TableSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -400,12 +399,6 @@ def build_touches(bronze: DataFrame, keys: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------- the job
-def _read_or_empty(spark: SparkSession, store: DeltaStore, spec: TableSpec) -> DataFrame:
-    if store.exists(spec):
-        return store.read(spec)
-    return spark.createDataFrame([], spec.schema)
-
-
 def default_as_of(events: DataFrame, orders: DataFrame) -> date:
     """The last day with data (the CLI's default for ``clean.as_of``). Sources with no
     event or order times (basket files) fall back to the day they were ingested, a
@@ -444,7 +437,7 @@ def k_anonymity_report(customers: DataFrame, k: int) -> dict[str, Any]:
 
 def build_silver(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, secret: bytes) -> tuple[dict, dict]:
     """Every silver table as a DataFrame (nothing written), plus facts for the run log."""
-    read = {spec.name: _read_or_empty(spark, store, spec) for spec in (
+    read = {spec.name: store.read_or_empty(spec) for spec in (
         BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_EVENTS, BRONZE_ORDERS, BRONZE_ORDER_LINES, BRONZE_CAMPAIGN_TOUCHES
     )}  # fmt: skip
     as_of = cfg.clean.as_of or default_as_of(read["bronze.events"], read["bronze.orders"])

@@ -50,7 +50,6 @@ from common.tables import (
     SILVER_ORDER_LINES,
     SILVER_ORDERS,
     SILVER_PRODUCTS,
-    TableSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -563,14 +562,6 @@ def build_profiles(
     return profiles, {"rfm_quintile_cuts": cuts}
 
 
-def read_or_empty(spark: SparkSession, store: DeltaStore, spec: TableSpec) -> DataFrame:
-    """A silver table, or an empty frame of its schema when the source never had one."""
-    if store.exists(spec):
-        return store.read(spec)
-    log.info("%s does not exist: profiling without it", spec.name)
-    return spark.createDataFrame([], spec.schema)
-
-
 def run(
     spark: SparkSession,
     cfg: ShopLakeConfig,
@@ -590,7 +581,7 @@ def run(
     specs = (SILVER_CUSTOMERS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS)
     result = JobResult("profile", run_id)
     result.inputs = {spec.name: store.version(spec) for spec in specs if store.exists(spec)}
-    tables = {spec.name: read_or_empty(spark, store, spec) for spec in specs}
+    tables = {spec.name: store.read_or_empty(spec) for spec in specs}
     time_zone = cfg.profile.time_zone or cfg.landing.source_time_zone
     profiles, facts = build_profiles(spark, tables, as_of, cfg.profile, time_zone, tag_rules)
     try:

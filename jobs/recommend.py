@@ -333,12 +333,6 @@ def similar_items(model: ALSModel, ids: IdMap, train: DataFrame, products: DataF
 
 
 # ---------------------------------------------------------------------------- job
-def _read(store: DeltaStore, spec, spark: SparkSession) -> DataFrame:
-    if store.exists(spec):
-        return store.read(spec)
-    return spark.createDataFrame([], spec.schema)
-
-
 def run(
     spark: SparkSession,
     cfg: ShopLakeConfig,
@@ -356,7 +350,7 @@ def run(
     inputs = (SILVER_EVENTS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS, SILVER_CUSTOMERS)
     result = JobResult("recommend", run_id)
     result.inputs = {spec.name: store.version(spec) for spec in inputs if store.exists(spec)}
-    events, orders, lines, products, customers = (_read(store, spec, spark) for spec in inputs)
+    events, orders, lines, products, customers = (store.read_or_empty(spec) for spec in inputs)
     raw = raw_interactions(events, orders, lines, rc.event_weights).persist()
     catalogue_size = products.select("item_id").distinct().count()
     cached: list[DataFrame] = [raw]

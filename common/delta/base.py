@@ -16,6 +16,7 @@ new version. Predicates are SQL strings both engines understand (comparisons,
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from pyspark.sql import functions as F
 
 from common.errors import SchemaMismatch
 from common.tables import TableSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,14 @@ class DeltaStore(ABC):
     @abstractmethod
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame (latest, or as of ``version``)."""
+
+    def read_or_empty(self, table: TableSpec) -> DataFrame:
+        """The table, or an empty frame of its schema when it does not exist yet (a
+        source that never delivered that kind of record)."""
+        if self.exists(table):
+            return self.read(table)
+        log.info("%s does not exist: read as empty", table.name)
+        return self.spark.createDataFrame([], table.schema)
 
     @abstractmethod
     def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
