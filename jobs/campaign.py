@@ -40,7 +40,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import export, stats
+from common import charts, export, stats
 from common.artifacts import report_path
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_to
 from common.config import CampaignConfig, ShopLakeConfig, StrictModel, describe_validation_error
@@ -166,13 +166,20 @@ def control_bucket_col(user_key: str | Column = "user_key", campaign_id: str | C
 
 
 def with_assignment(control_share: Column | float) -> Any:
-    """Add ``assignment``: ``control`` when the person's bucket falls below the share."""
+    """Add ``assignment``: per campaign, the ``round(share * n)`` members with the lowest
+    :func:`control_bucket` are ``control``, the rest ``treatment``.
+
+    Ranking by the hash instead of thresholding it makes the hold-out's size exact (a
+    threshold drifts by about sqrt(share / n), 1.3 points on 500 people). The hash still
+    decides who: the same audience always splits the same way, and a person only
+    changes side between two days' audiences if they sit at the cut."""
     share = control_share if isinstance(control_share, Column) else F.lit(float(control_share))
 
     def transform(df: DataFrame) -> DataFrame:
-        return df.withColumn(
-            "assignment", F.when(control_bucket_col() < share, F.lit("control")).otherwise(F.lit("treatment"))
-        )
+        by_bucket = Window.partitionBy("campaign_id").orderBy(control_bucket_col(), "user_key")
+        size = F.count(F.lit(1)).over(Window.partitionBy("campaign_id"))
+        is_control = F.row_number().over(by_bucket) <= F.round(share * size)
+        return df.withColumn("assignment", F.when(is_control, F.lit("control")).otherwise(F.lit("treatment")))
 
     return transform
 
@@ -708,6 +715,45 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[str, str]:
     return "\n".join(md), f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def effect_chart(ab_rows: list[dict[str, Any]], metric: str, title: str):
+    """Treatment minus reference with its 95% interval, one line per test (None if no test)."""
+    bounds = ("diff", "ci_low", "ci_high")
+    rows = [r for r in ab_rows if r["metric"] == metric and all(_finite(r[k]) for k in bounds)]
+    if not rows:
+        return None
+    fig = charts.figure(6.4, 0.9 + 0.42 * len(rows))
+    ax = fig.add_subplot()
+    ys = list(range(len(rows)))[::-1]
+    for y, r in zip(ys, rows):
+        colour = "tab:green" if r["significant"] and r["diff"] > 0 else "tab:red" if r["significant"] else "tab:grey"
+        ax.errorbar(r["diff"], y, xerr=[[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]], fmt="o",
+                    capsize=4, color=colour)  # fmt: skip
+    ax.axvline(0, linestyle="--", color="black", linewidth=0.8)
+    ax.set_yticks(ys, [f"{r['campaign_id']} {r['treatment']} vs {r['reference']}" for r in rows])
+    ax.set_xlabel("difference (treatment - reference), 95% interval")
+    ax.set_title(title)
+    return fig
+
+
+def variant_chart(kpi_rows: list[dict[str, Any]]):
+    """Conversion rate per campaign variant (None without variant rows)."""
+    rows = [r for r in kpi_rows if r["dimension"] == "variant" and r.get("cvr") is not None]
+    if not rows:
+        return None
+    fig = charts.figure(6.4, 0.9 + 0.32 * len(rows))
+    ax = fig.add_subplot()
+    ys = list(range(len(rows)))[::-1]
+    ax.barh(ys, [r["cvr"] for r in rows], color="tab:blue")
+    ax.set_yticks(ys, [f"{r['campaign_id']} {r['dimension_value']}" for r in rows])
+    ax.set_xlabel("conversion rate (conversions / recipients)")
+    ax.set_title("Conversion by variant")
+    return fig
+
+
 def write_report(cfg: ShopLakeConfig, as_of: date, facts: dict[str, Any], kpi_rows: list[dict], ab_rows: list[dict],
                  warnings: list[str]) -> str:  # fmt: skip
     """``<lake>/reports/campaign/campaign_report_<as_of>.md`` and ``.html``; returns the markdown path."""
@@ -738,10 +784,22 @@ def write_report(cfg: ShopLakeConfig, as_of: date, facts: dict[str, Any], kpi_ro
         t_md, t_html = _table(rows, columns)
         md += [f"## {title}", "", t_md, ""]
         body += [f"<h2>{html.escape(title)}</h2>", t_html]
+    figures = [
+        ("conversion_effects", effect_chart(ab_rows, "conversion_rate", "Conversion-rate effects")),
+        ("revenue_effects", effect_chart(ab_rows, "revenue_per_recipient", "Revenue-per-recipient effects")),
+        ("variant_conversion", variant_chart(kpi_rows)),
+    ]
+    stem = f"campaign_report_{as_of.isoformat()}"
+    for chart_id, fig in figures:
+        if fig is None:
+            continue
+        image = charts.png(fig, report_path(cfg, "campaign", f"{stem}_{chart_id}.png"))
+        md += [f"![{chart_id}]({image.name})", ""]
+        body.append(f"<figure class='chart' data-chart='{chart_id}'>{charts.svg(fig, chart_id)}</figure>")
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
         body += ["<h2>Warnings</h2><ul>"] + [f"<li>{html.escape(w)}</li>" for w in warnings] + ["</ul>"]
-    path = report_path(cfg, "campaign", f"campaign_report_{as_of.isoformat()}.md")
+    path = report_path(cfg, "campaign", f"{stem}.md")
     Path(path).write_text("\n".join(md), encoding="utf-8")
     Path(path).with_suffix(".html").write_text(
         "<!doctype html><meta charset='utf-8'><title>Campaign report</title>" + "".join(body), encoding="utf-8"

@@ -18,7 +18,6 @@ A section whose source is missing says so instead of failing the report.
 from __future__ import annotations
 
 import html
-import io
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from common.charts import figure, svg
 from common.config import ShopLakeConfig
 from common.errors import InputError
 from common.tables import (
@@ -341,26 +341,6 @@ def collect(spark: SparkSession, cfg: ShopLakeConfig, run_id: str | None = None,
 
 
 # ---------------------------------------------------------------------------- charts (matplotlib)
-def figure(width: float = 6.4, height: float = 3.6):
-    """A matplotlib Figure not attached to pyplot, so no global backend state is touched
-    (notebooks keep their inline backend)."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def svg(fig, chart_id: str) -> str:
-    """The figure as inline ``<svg>`` (text kept as text; ids salted per chart so several
-    charts in one page never share clip-path ids)."""
-    import matplotlib
-
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
-        fig.savefig(buffer, format="svg")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None

@@ -153,19 +153,38 @@ def test_cart_abandoners_exact(spark, lake):
     assert sorted((r.user_key, r.abandoned_items) for r in got.collect()) == [("u2", ["b"]), ("u6", ["g"])]
 
 
-def test_control_share_within_one_point_on_100k_keys_and_spark_agrees(spark):
-    share = 0.1
-    keys = [hashlib.sha256(f"synthetic:{i}".encode()).hexdigest() for i in range(100_000)]
-    python_controls = {k for k in keys if campaign.control_bucket(k, "CMP_X") < share}
-    assert abs(len(python_controls) / len(keys) - share) < 0.01
-    df = spark.createDataFrame([(k,) for k in keys], "user_key string").withColumn("campaign_id", F.lit("CMP_X"))
-    assigned = df.transform(campaign.with_assignment(share)).where("assignment = 'control'")
-    spark_controls = {r.user_key for r in assigned.collect()}
-    assert spark_controls == python_controls
-    # Stable (a pure function of key and campaign) and independent across campaigns.
-    assert {k for k in keys if campaign.control_bucket(k, "CMP_X") < share} == python_controls
-    other = {k for k in keys if campaign.control_bucket(k, "CMP_Y") < share}
-    assert abs(len(other & python_controls) / len(keys) - share * share) < 0.003
+def test_control_is_the_exact_share_with_the_lowest_hash_buckets(spark):
+    keys = [hashlib.sha256(f"synthetic:{i}".encode()).hexdigest() for i in range(20_000)]
+    df = spark.createDataFrame([(k,) for k in keys], "user_key string")
+    audiences = df.withColumn("campaign_id", F.lit("CMP_X")).unionByName(
+        df.limit(1_234).withColumn("campaign_id", F.lit("CMP_Y"))
+    )
+    assigned = audiences.transform(campaign.with_assignment(0.1)).where("assignment = 'control'").collect()
+    got = {c: {r.user_key for r in assigned if r.campaign_id == c} for c in ("CMP_X", "CMP_Y")}
+    # Exactly round(share * n) per campaign, whatever the audience size.
+    assert len(got["CMP_X"]) == 2_000 and len(got["CMP_Y"]) == 123
+    # Who: the members with the lowest buckets, computed independently in Python.
+    x_by_bucket = sorted(keys, key=lambda k: (campaign.control_bucket(k, "CMP_X"), k))
+    assert got["CMP_X"] == set(x_by_bucket[:2_000])
+    y_keys = {r.user_key for r in audiences.where("campaign_id = 'CMP_Y'").collect()}
+    assert got["CMP_Y"] == set(sorted(y_keys, key=lambda k: (campaign.control_bucket(k, "CMP_Y"), k))[:123])
+    # Independent across campaigns: CMP_Y's hold-out is not CMP_X's first members.
+    overlap = len(got["CMP_Y"] & got["CMP_X"])
+    assert overlap < 40, overlap  # about 10% of 123 expected
+
+
+def test_a_grown_audience_moves_few_people_across_the_cut(spark):
+    keys = [hashlib.sha256(f"synthetic:{i}".encode()).hexdigest() for i in range(11_000)]
+
+    def controls(members):
+        df = spark.createDataFrame([(k, "CMP_X") for k in members], "user_key string, campaign_id string")
+        assigned = df.transform(campaign.with_assignment(0.1)).where("assignment = 'control'")
+        return {r.user_key for r in assigned.collect()}
+
+    before, after = controls(keys[:10_000]), controls(keys)
+    # 1,000 new people: the cut moves a little; of yesterday's 1,000 controls, most stay.
+    assert len(before) == 1_000 and len(after) == 1_100
+    assert len(before - after) < 60, len(before - after)
 
 
 def test_bad_definitions_name_the_key(tmp_path):
