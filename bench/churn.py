@@ -56,6 +56,7 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
                 "labelled": sum(r["rows"] for r in rows.values()), "scored": scored.row_counts["gold.churn_scores"],
                 "auc": trained.metrics["test"]["model"]["roc_auc"],
                 "auc_base": trained.metrics["test"]["baseline"]["roc_auc"],
+                "load": os.getloadavg()[1],
             }
         )  # fmt: skip
         print(results[-1], flush=True)
@@ -88,9 +89,9 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/churn.py {scale_args} --runs {args.runs} --seed {args.seed}`",
         "",
-        f"Machine: {platform.platform()}, 2 CPUs shared with five other Spark sessions (load average often "
-        "10-30 during these runs), Spark local[2], conf/local.yaml. Absolute seconds are noisy; compare "
-        "training with scoring within a row.",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs shared with other work (the 5-minute load "
+        "average after each run is in the table), Spark local[2], conf/local.yaml. Absolute seconds are noisy; "
+        "compare training with scoring within a row.",
         "",
         f"Settings: {' '.join(CHURN)}; grid {cfg.churn.grid.model_dump()} (every point trained twice: model and "
         "recency baseline); training = features at three cutoffs + grid search + isotonic calibration + "
@@ -98,13 +99,13 @@ def main() -> None:
         "per-customer contributions + CLV + writes.",
         "",
         "| users | days | run | labelled rows (3 cutoffs) | scored customers | training s | scoring s "
-        "| test ROC-AUC model / recency |",
-        "|---|---|---|---|---|---|---|---|",
+        "| test ROC-AUC model / recency | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['users']:,} | {r['days']} | {r['run']} | {r['labelled']:,} | {r['scored']:,} | "
-            f"{r['train_s']:.1f} | {r['score_s']:.1f} | {r['auc']:.3f} / {r['auc_base']:.3f} |"
+            f"{r['train_s']:.1f} | {r['score_s']:.1f} | {r['auc']:.3f} / {r['auc_base']:.3f} | {r['load']:.1f} |"
         )
     lines.append("")
     for users, days in scales:
