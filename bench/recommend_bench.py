@@ -23,7 +23,7 @@ consequents, so its single-consequent count is the comparable one.
 
 Usage::
 
-    .venv/bin/python bench/recommend_bench.py --scale 600x120 --scale 2000x120 --runs 3 \\
+    .venv/bin/python bench/recommend_bench.py --scale 600x120 --scale 2000x120 --scale 10000x120 --runs 3 \\
         --out bench/results/recommend.md
 """
 
