@@ -3,8 +3,14 @@
 :func:`generate` writes the layout declared in ``conf/sources/shop.yaml`` below
 ``<out_dir>/shop`` (customers, products, daily event files, orders, order lines,
 campaign touches) and ``<out_dir>/shop/_manifest.json``: the ground truth planted
-in the data (duplicates, segments, co-purchased pairs, churners, campaign effects,
-malformed records per quarantine reason) that the later jobs are tested against.
+in the data (duplicates, segments, co-purchased pairs, taste clusters, churners,
+campaign effects, malformed records per quarantine reason) that the later jobs are
+tested against.
+
+Shoppers: each person has a segment (how often they come, browse and buy), two
+favourite top-level categories, and one or two latent taste clusters of brands
+that cut across categories (see ``TASTE_CLUSTERS``): most product draws follow the
+tastes, so who-likes-what is learnable below category level, as in a real shop.
 
 Time model: every clock value is simulated as integer seconds of shop-local time
 (Asia/Shanghai, UTC+8, no daylight saving) since ``start_date`` 00:00. CSV
@@ -684,6 +690,18 @@ PAIR_CATEGORIES = (
     ("跑步鞋", "运动袜"),
 )
 PAIR_BASKET_SHARE = 0.25  # share of baskets that include one planted pair
+# Latent tastes below category level: every brand belongs to one of TASTE_CLUSTERS
+# clusters (so a cluster cuts across categories: a brand-affinity "style"), every
+# person likes one or two of them, and TASTE_SHARE of a known person's product draws
+# (views, carts, basket lines) come from their clusters, weighted by popularity within
+# the cluster (flattened by TASTE_POP_EXPONENT, so a cluster's tail is reached too).
+# Only a model of who-likes-what can exploit this; popularity, global or per category,
+# cannot.
+TASTE_CLUSTERS = 8
+TASTE_SHARE = 0.7
+TASTE_TWO_CLUSTERS_SHARE = 0.5  # people with a second cluster
+TASTE_SECOND_SHARE = 0.35  # of a two-cluster person's taste draws, from the second
+TASTE_POP_EXPONENT = 0.3
 QUERY_TEMPLATES = ("{l3}", "{l3} 新款", "{brand} {l3}", "{desc}{l3}", "{l3} 推荐", "{l3} 正品", "便宜{l3}")
 
 # (coupon code, minimum subtotal in cents, cents off, percent off).
@@ -1087,7 +1105,8 @@ class _ShopGenerator:
         self.start = start_date
         self.end_s = days * DAY_S
         self.epoch0 = (start_date - date(1970, 1, 1)).days * DAY_S - UTC_OFFSET_S
-        names = ("people", "catalogue", "campaigns", "sessions", "events", "orders", "planting", "ids")
+        # New streams go at the end: the first ones stay what they were (spawn is by position).
+        names = ("people", "catalogue", "campaigns", "sessions", "events", "orders", "planting", "ids", "tastes")
         children = np.random.SeedSequence(seed).spawn(len(names))
         self.rng = {n: np.random.default_rng(c) for n, c in zip(names, children)}
         id_keys = self.rng["ids"].integers(0, 2**63, 3)
@@ -1297,8 +1316,29 @@ class _ShopGenerator:
         self.queries_json = [json.dumps(q, ensure_ascii=False) for q in queries]
         self.q_by_l1 = [np.flatnonzero(np.array(q_l1) == k) for k in range(len(self.cat_l1_names))]
 
+    def build_tastes(self) -> None:
+        """Taste clusters of brands (hence products) and each person's one or two clusters.
+
+        Drawn from their own stream, so the catalogue and the people are what they were
+        without them."""
+        rng = self.rng["tastes"]
+        brands = sorted(set(self.brands))
+        cluster_of_brand = dict(zip(brands, (rng.permutation(len(brands)) % TASTE_CLUSTERS).tolist()))
+        self.brand_taste = cluster_of_brand
+        self.p_taste = np.array([cluster_of_brand[b] for b in self.brands], dtype=np.int64)
+        first = rng.integers(0, TASTE_CLUSTERS, self.P)
+        second = (first + rng.integers(1, TASTE_CLUSTERS, self.P)) % TASTE_CLUSTERS  # never equal to first
+        self.taste = np.stack([first, np.where(rng.random(self.P) < TASTE_TWO_CLUSTERS_SHARE, second, -1)], axis=1)
+        self.cdf_taste = []
+        for k in range(TASTE_CLUSTERS):
+            members = np.flatnonzero(self.p_taste == k)
+            self.cdf_taste.append((members, _cdf(self.pop[members] ** TASTE_POP_EXPONENT)))
+
     def draw_products(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
-        """One product per entry of ``users`` (-1 = anonymous) from their tastes and price bias."""
+        """One product per entry of ``users`` (-1 = anonymous) from their tastes and price bias.
+
+        A share of a known person's draws comes from their taste clusters instead; those
+        draws use the ``tastes`` stream, so ``rng`` is consumed exactly as without them."""
         n = len(users)
         known = users >= 0
         safe = np.where(known, users, 0)
@@ -1306,21 +1346,32 @@ class _ShopGenerator:
         l1 = np.full(n, -1)
         l1 = np.where(known & (u < 0.45), self.fav[safe, 0], l1)
         l1 = np.where(known & (u >= 0.45) & (u < 0.65), self.fav[safe, 1], l1)
-        first = self._draw_in(rng, l1)
-        second = self._draw_in(rng, l1)
+        first = self._draw_in(rng, l1, self.cdf_l1)
+        second = self._draw_in(rng, l1, self.cdf_l1)
+        trng = self.rng["tastes"]
+        t = trng.random(n)
+        cluster = np.where(known & (t < TASTE_SHARE), self.taste[safe, 0], -1)
+        use_second = known & (t < TASTE_SHARE * TASTE_SECOND_SHARE) & (self.taste[safe, 1] >= 0)
+        cluster = np.where(use_second, self.taste[safe, 1], cluster)
+        tasted = cluster >= 0
+        first = np.where(tasted, self._draw_in(trng, cluster, self.cdf_taste), first)
+        second = np.where(tasted, self._draw_in(trng, cluster, self.cdf_taste), second)
         bias = np.where(known, self.price_bias[safe], 0)
         cheaper = np.where(self.price[first] <= self.price[second], first, second)
         dearer = np.where(self.price[first] > self.price[second], first, second)
         return np.where(bias < 0, cheaper, np.where(bias > 0, dearer, first))
 
-    def _draw_in(self, rng: np.random.Generator, l1: np.ndarray) -> np.ndarray:
-        out = np.empty(len(l1), dtype=np.int64)
-        u = rng.random(len(l1))
-        for k in range(-1, len(self.cat_l1_names)):
-            m = l1 == k
+    def _draw_in(
+        self, rng: np.random.Generator, group: np.ndarray, tables: list[tuple[np.ndarray, np.ndarray]]
+    ) -> np.ndarray:
+        """One product per entry of ``group`` by popularity within ``tables[group]`` (-1: whole catalogue)."""
+        out = np.empty(len(group), dtype=np.int64)
+        u = rng.random(len(group))
+        for k in range(-1, len(tables)):
+            m = group == k
             if not m.any():
                 continue
-            members, cdf = self.cdf_all if k < 0 else self.cdf_l1[k]
+            members, cdf = self.cdf_all if k < 0 else tables[k]
             out[m] = members[np.minimum(np.searchsorted(cdf, u[m], side="right"), len(members) - 1)]
         return out
 
@@ -2395,6 +2446,7 @@ class _ShopGenerator:
         self.clear_old_files()
         self.build_catalogue()
         self.build_people()
+        self.build_tastes()
         self.build_customers()
         self.build_campaigns()
         self.run_days()
@@ -2471,6 +2523,17 @@ class _ShopGenerator:
             "customer_duplicates": self.dup_pairs,
             "segments": seg_map,
             "co_purchased_pairs": pairs,
+            "tastes": {
+                "clusters": TASTE_CLUSTERS,
+                "share_of_draws": TASTE_SHARE,
+                "second_cluster_share_of_taste_draws": TASTE_SECOND_SHARE,
+                "popularity_exponent": TASTE_POP_EXPONENT,
+                "brand_cluster": {b: self.brand_taste[b] for b in sorted(self.brand_taste)},
+                "product_cluster": {self.product_ids[i]: int(k) for i, k in enumerate(self.p_taste.tolist())},
+                "person_clusters": {
+                    self.customer_ids[i]: [int(k) for k in row if k >= 0] for i, row in enumerate(self.taste.tolist())
+                },
+            },
             "churners": churners,
             "campaigns": self.campaign_truth,
             "orders": {
@@ -2501,6 +2564,11 @@ NOTES = {
     "differently; second registrations have no events or orders.",
     "segments": "Every person (first registration) in exactly one segment; churners are a subset of 'regular'.",
     "churners": "No event and no order on or after stop_date (shop-local date).",
+    "tastes": "Latent taste clusters below category level: each brand (so each product) is in one cluster, each "
+    "person (first registration) likes one or two. share_of_draws of a person's product draws (views, carts, "
+    "basket lines) come from their clusters (the first, or the second for second_cluster_share_of_taste_draws of "
+    "them), weighted by popularity ** popularity_exponent within the cluster; the rest follow the favourite "
+    "top-level categories and catalogue popularity. Visible to collaborative filtering, not to popularity.",
     "campaigns": "converted is drawn at the variant's true rate; every converted touch has an order by that user "
     "within 3 days (+ session length) of sent_at. Control rows are a holdout: not sent, cost 0.",
 }

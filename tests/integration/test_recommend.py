@@ -64,14 +64,13 @@ def test_als_beats_most_popular_on_held_out_purchases(recommended):
     assert len(result.metrics["validation"]) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #5 acceptance not met on the generator's data: with the default grid (rank 16/32, "
-    "regParam 0.05/0.3, alpha 5/20) ALS NDCG@10 0.1086 vs most popular 0.0793 (+37%), and the "
-    "category-popularity baseline 0.1527 beats ALS; the planted taste is only two favourite top-level "
-    "categories over a Zipf catalogue, which that baseline captures directly",
-)
 def test_als_gains_at_least_half_over_most_popular(recommended):
+    """Issue #5 acceptance. The generator plants taste clusters of brands across
+    categories (jobs.generate TASTE_CLUSTERS), which collaborative filtering learns and
+    popularity cannot. Measured on this shop (600 users x 120 days, seed 7), NDCG@10 on
+    84 test users with SMALL_GRID (chosen: rank 16, regParam 0.3, alpha 5): ALS 0.1850,
+    most popular 0.0818 (ALS / most popular = 2.26), category popular 0.0980. The job's
+    default grid chooses rank 32, regParam 0.3, alpha 5 on validation: ALS 0.1918 (2.34x)."""
     _, result = recommended
     test = result.metrics["test"]
     assert test["als"]["ndcg@10"] >= 1.5 * test["most_popular"]["ndcg@10"]
