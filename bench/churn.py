@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -23,6 +22,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from benchargs import bench_parser, scales_of
 
 CHURN = ["churn.label_days=30", "churn.activity_days=60"]
 
@@ -64,13 +65,9 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", action="append", default=[], help="USERSxDAYS (repeatable)")
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default=None)
+    parser = bench_parser(__doc__, runs=2, seed=7)
     args = parser.parse_args()
-    scales = [tuple(int(x) for x in s.split("x")) for s in (args.scale or ["600x120", "2400x120"])]
+    scales = scales_of(args, ["600x120", "2400x120"])
     os.environ.setdefault("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret-not-for-production")
 
     from common.config import load_config

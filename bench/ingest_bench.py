@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import platform
 import shutil
 import statistics
@@ -22,6 +21,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from benchargs import bench_parser, scales_of
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,13 +83,9 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", action="append", default=[], help="USERSxDAYS (repeatable)")
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=None, help="Markdown file to write the results to")
+    parser = bench_parser(__doc__, runs=2, seed=42)
     args = parser.parse_args()
-    scales = [tuple(int(x) for x in s.split("x")) for s in (args.scale or ["2000x60", "10000x90"])]
+    scales = scales_of(args, ["2000x60", "10000x90"])
 
     from common.config import load_config
     from common.spark import build_spark

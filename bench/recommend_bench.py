@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -38,6 +37,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from benchargs import bench_parser, scales_of
 
 GROCERIES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "groceries" / "groceries.csv"
 MIN_SUPPORT, MIN_CONFIDENCE = 0.001, 0.5
@@ -144,13 +145,9 @@ def run_groceries(spark, runs: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", action="append", default=[], help="USERSxDAYS (repeatable)")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default=None)
+    parser = bench_parser(__doc__, runs=3, seed=7)
     args = parser.parse_args()
-    scales = [tuple(int(x) for x in s.split("x")) for s in (args.scale or ["600x120", "2000x120"])]
+    scales = scales_of(args, ["600x120", "2000x120"])
     if not GROCERIES.is_file():
         parser.error(f"Groceries baskets not found at {GROCERIES}")
     os.environ.setdefault("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret-not-for-production")
