@@ -52,7 +52,7 @@ from common.churn_features import (
 )
 from common.config import ChurnConfig, ShopLakeConfig
 from common.delta import DeltaStore, open_store
-from common.errors import ConfigError, InputError
+from common.errors import ConfigError
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_CHURN_SCORES,
@@ -131,8 +131,7 @@ class ChurnInputs:
 
 def read_inputs(store: DeltaStore) -> ChurnInputs:
     """Silver orders (required), events and customers, gold profiles and segments when present."""
-    if not store.exists(SILVER_ORDERS):
-        raise InputError(f"{SILVER_ORDERS.name} does not exist at {store.path(SILVER_ORDERS)}: run clean first")
+    store.require(SILVER_ORDERS, producer="clean")
     versions: dict[str, int] = {}
 
     def read(spec: TableSpec) -> DataFrame | None:

@@ -573,10 +573,7 @@ def run(
     tag_rules = load_tag_rules(cfg)
     validate_tag_rules(spark, tag_rules, source=cfg.profile.tags_file)
     store = store or open_store(spark, cfg)
-    if not store.exists(SILVER_CUSTOMERS):
-        from common.errors import InputError
-
-        raise InputError(f"{SILVER_CUSTOMERS.name} does not exist: run `shoplake run clean` first")
+    store.require(SILVER_CUSTOMERS, producer="clean")
     as_of = resolve_as_of(store, cfg)
     specs = (SILVER_CUSTOMERS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS)
     result = JobResult("profile", run_id)

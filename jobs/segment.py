@@ -311,8 +311,7 @@ def run(
 
 
 def _profiles_of(store: DeltaStore, as_of: date, cfg: SegmentConfig) -> DataFrame:
-    if not store.exists(GOLD_PROFILES):
-        raise InputError(f"{GOLD_PROFILES.name} does not exist: run `shoplake run profile` first")
+    store.require(GOLD_PROFILES, producer="profile")
     profiles = store.read(GOLD_PROFILES).where(F.col("as_of") == F.lit(as_of))
     if cfg.where:
         try:

@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.errors import SchemaMismatch
+from common.errors import InputError, SchemaMismatch
 from common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,15 @@ class DeltaStore(ABC):
     @abstractmethod
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame (latest, or as of ``version``)."""
+
+    def require(self, *tables: TableSpec, producer: str) -> None:
+        """Raise :class:`InputError` for the first of ``tables`` that does not exist
+        yet, naming the job that writes it (``producer``)."""
+        for table in tables:
+            if not self.exists(table):
+                raise InputError(
+                    f"{table.name} does not exist at {self.path(table)}: run `shoplake run {producer}` first"
+                )
 
     def read_or_empty(self, table: TableSpec) -> DataFrame:
         """The table, or an empty frame of its schema when it does not exist yet (a

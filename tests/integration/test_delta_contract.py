@@ -215,7 +215,10 @@ def test_missing_table_and_version_raise_input_errors(dstore: DeltaStore, spark:
         dstore.read(spec)
     with pytest.raises(InputError, match="silver.t_contract_missing"):
         dstore.history(spec)
+    with pytest.raises(InputError, match=r"silver\.t_contract_missing does not exist at .*: run `shoplake run clean`"):
+        dstore.require(spec, producer="clean")
     dstore.overwrite(spec, orders(spark, (1, "a", "1.00")))
+    dstore.require(spec, producer="clean")  # exists now: no error
     with pytest.raises(InputError, match="version 7"):
         dstore.read(spec, version=7)
 
