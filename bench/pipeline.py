@@ -35,30 +35,25 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchargs import bench_parser, scales_of
 from delta_write_bench import JvmSampler, _java_descendants
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MB = 1024
 # Users x days of the generator: about 140k, 1M and 4M events.
-DEFAULT_SCALES = ("2000x60", "10000x90", "40000x90")
+DEFAULT_SCALES = ["2000x60", "10000x90", "40000x90"]
 SECRET_ENV = "SHOPLAKE_PSEUDONYM_SECRET"
 
 
-def parse_scale(text: str) -> tuple[int, int]:
-    users, _, days = text.lower().partition("x")
-    if not users.isdigit() or not days.isdigit():
-        raise argparse.ArgumentTypeError(f"scale {text!r}: expected USERSxDAYS, e.g. 10000x90")
-    return int(users), int(days)
-
-
 # ---------------------------------------------------------------- one run
-def run_pipeline(landing: str, lake: str, jobs: list[str]) -> dict:
-    """Run ``jobs`` in this process on a fresh ``lake``; the measurements per step."""
+def run_pipeline(landing: str, lake: str, jobs: list[str], overrides: list[str]) -> dict:
+    """Run ``jobs`` in this process on a fresh ``lake`` (config ``overrides`` as with
+    ``--set``); the measurements per step."""
     from common.config import load_config
     from common.spark import build_spark
     from jobs.registry import run_job
 
-    cfg = load_config("local", [f"lake.root={lake}", f"landing.root={landing}"])
+    cfg = load_config("local", [f"lake.root={lake}", f"landing.root={landing}", *overrides])
     began = time.perf_counter()
     spark = build_spark(cfg)
     startup = time.perf_counter() - began
@@ -96,7 +91,8 @@ def markdown(results: list[dict], command: str) -> str:
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB RAM, shared with other "
         "Spark jobs while measured (noisy: compare orders of magnitude, not seconds). Spark local[2], "
-        "conf/local.yaml (driver memory 4g), delta-rs backend. Each run is a fresh process on a fresh lake; "
+        "conf/local.yaml (driver memory 4g) plus the command's `--set` overrides, delta-rs backend. "
+        "Each run is a fresh process on a fresh lake; "
         "landing data from `jobs.generate` (seed in the command).",
         "",
         "Records/s = all landing records of the scale / the step's wall time. Peak RSS is sampled during the "
@@ -137,19 +133,17 @@ def markdown(results: list[dict], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", action="append", type=parse_scale, help="USERSxDAYS (repeatable)")
-    parser.add_argument("--runs", type=int, default=1, help="runs per scale, each a fresh process and lake")
-    parser.add_argument("--seed", type=int, default=42)
+    parser = bench_parser(__doc__, runs=1, seed=42)
     parser.add_argument("--jobs", default=None, help="comma-separated jobs (default: jobs.registry.PIPELINE)")
-    parser.add_argument("--out", type=Path, help="write the results as Markdown here")
+    # e.g. --set spark.conf.spark.driver.memory=12g for the largest scale
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--child", nargs=3, metavar=("LANDING", "LAKE", "JOBS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault(SECRET_ENV, "bench-secret-not-for-production")
 
     if args.child:
         landing, lake, jobs = args.child
-        print("RESULT " + json.dumps(run_pipeline(landing, lake, jobs.split(","))), flush=True)
+        print("RESULT " + json.dumps(run_pipeline(landing, lake, jobs.split(","), args.set)), flush=True)
         return 0
 
     from jobs.generate import generate
@@ -157,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python bench/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
     jobs = args.jobs.split(",") if args.jobs else list(PIPELINE)
-    scales = args.scale or [parse_scale(s) for s in DEFAULT_SCALES]
+    scales = scales_of(args, DEFAULT_SCALES)
     work = Path(tempfile.mkdtemp(prefix="shoplake-pipeline-bench-"))
     results = []
     try:
@@ -172,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 lake = work / "lake"
                 shutil.rmtree(lake, ignore_errors=True)
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", str(landing), str(lake), ",".join(jobs)],
+                    [sys.executable, __file__, "--child", str(landing), str(lake), ",".join(jobs)]
+                    + [f"--set={o}" for o in args.set],
                     cwd=PROJECT_ROOT,
                     stdout=subprocess.PIPE,
                     text=True,
@@ -192,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 # Written after every run, so a long benchmark stopped early keeps what it measured.
                 report = markdown(results, command)
                 if args.out:
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    args.out.write_text(report)
+                    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                    Path(args.out).write_text(report)
             shutil.rmtree(landing, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
