@@ -40,6 +40,9 @@ def test_every_notebook_is_stripped_and_declares_its_jobs():
         assert not any("sys.path" in c.source for c in code), f"{path.name}: import the installed project instead"
 
 
+ONE_POINT_ALS_GRID = ["recommend.grid.rank=[16]", "recommend.grid.reg_param=[0.3]", "recommend.grid.alpha=[5.0]"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, notebook_lake, monkeypatch):
     import nbformat
@@ -52,10 +55,11 @@ def test_notebook_runs_top_to_bottom(path, notebook_lake, monkeypatch):
     if missing:
         pytest.skip(f"{path.name} runs job(s) {missing}, not registered in jobs.registry.JOBS yet")
 
-    # The kernel inherits this environment: the lake, its secret and small-test Spark settings.
+    # The kernel inherits this environment: the lake, its secret, small-test Spark settings and
+    # a one-point ALS grid (the default grid's eight fits cost minutes and show nothing more).
     monkeypatch.setenv("SHOPLAKE_LAKE", str(notebook_lake))
     monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
-    monkeypatch.setenv("SHOPLAKE_SET", ";".join(TEST_SPARK_CONF))
+    monkeypatch.setenv("SHOPLAKE_SET", ";".join([*TEST_SPARK_CONF, *ONE_POINT_ALS_GRID]))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = NotebookClient(
         book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}}
