@@ -29,9 +29,10 @@ $(SECRET_FILE):
 	@$(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@ && chmod 600 $@
 	@echo "created a local development pseudonym secret in $@ (not for production)"
 
-run: setup $(SECRET_FILE)  ## generate sample data and run the pipeline on the local lake (./lake)
+run: setup $(SECRET_FILE)  ## generate sample data, run the pipeline on the local lake (./lake), write its HTML report
 	$(BIN)/shoplake generate
 	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
+	$(BIN)/shoplake report
 
 dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, conf), main.py and the wheel
 	$(BIN)/shoplake package --out dist
