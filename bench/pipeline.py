@@ -16,8 +16,10 @@ settings. Per step it records:
 
 Usage::
 
-    .venv/bin/python bench/pipeline.py --scale 2000x60 --scale 10000x90 --scale 40000x90 \\
-        --runs 1 --out bench/results/pipeline.md
+    .venv/bin/python bench/pipeline.py --scale 1000x90 --scale 10000x90 --scale 100000x90 \\
+        --runs 1 --set spark.conf.spark.driver.memory=12g --out bench/results/pipeline.md
+
+(bench/README.md has the full command, with the churn windows a 90-day shop needs.)
 """
 
 from __future__ import annotations
