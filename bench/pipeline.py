@@ -19,7 +19,10 @@ Usage::
     .venv/bin/python bench/pipeline.py --scale 1000x90 --scale 10000x90 --scale 100000x90 \\
         --runs 1 --set spark.conf.spark.driver.memory=12g --out bench/results/pipeline.md
 
-(bench/README.md has the full command, with the churn windows a 90-day shop needs.)
+(bench/README.md has the full commands, with the churn windows a 90-day shop needs.)
+With ``--results FILE.jsonl`` every run is appended to that file and the Markdown
+covers all its runs, so scales can run one invocation at a time, each with its own
+``--set`` overrides (recorded per run).
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ def run_pipeline(landing: str, lake: str, jobs: list[str], overrides: list[str])
 
 # ------------------------------------------------------------------ driver
 def markdown(results: list[dict], command: str) -> str:
+    commands = list(dict.fromkeys(r.get("command", command) for r in results)) or [command]
     lines = [
         "# Pipeline benchmark (`shoplake pipeline`: every job of jobs.registry.PIPELINE)",
         "",
-        f"Command: `{command}`",
+        *(f"Command: `{c}`" for c in commands),
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB RAM, shared with other "
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", default=None, help="comma-separated jobs (default: jobs.registry.PIPELINE)")
     # e.g. --set spark.conf.spark.driver.memory=12g for the largest scale
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--results", default=None, help="JSON-lines file: earlier runs are kept, new ones appended")
     parser.add_argument("--child", nargs=3, metavar=("LANDING", "LAKE", "JOBS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault(SECRET_ENV, "bench-secret-not-for-production")
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     scales = scales_of(args, DEFAULT_SCALES)
     work = Path(tempfile.mkdtemp(prefix="shoplake-pipeline-bench-"))
     results = []
+    if args.results and Path(args.results).exists():
+        results = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
     try:
         for users, days in scales:
             landing = work / f"landing-{users}x{days}"
@@ -182,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = json.loads(out[-1][len("RESULT ") :])
                 result.update(
                     users=users, days=days, run=run, records=records, generate_s=generate_s,
-                    events=manifest["records_expected"].get("bronze.events", 0),
+                    events=manifest["records_expected"].get("bronze.events", 0), command=command,
                 )  # fmt: skip
                 results.append(result)
+                if args.results:
+                    with open(args.results, "a") as sink:
+                        sink.write(json.dumps(result) + "\n")
                 print("RESULT " + json.dumps(result), flush=True)
                 # Written after every run, so a long benchmark stopped early keeps what it measured.
                 report = markdown(results, command)

@@ -138,11 +138,18 @@ def order_features(orders: DataFrame, cutoff: date, windows: Sequence[int], chan
 
 
 def engagement_features(events: DataFrame, cutoff: date, windows: Sequence[int]) -> DataFrame:
-    """Views, add-to-carts and searches per look-back window, one row per customer."""
+    """Days since the last visit (any event) and the last add-to-cart, and views,
+    add-to-carts and searches per look-back window, one row per customer.
+
+    Visits come far more often than orders, so a customer who has stopped coming shows
+    it long before their purchase recency says anything unusual."""
     pit = events.where(F.col("user_key").isNotNull() & on_or_before("event_time", cutoff)).select(
         "user_key", "event_type", _days_before(cutoff, "event_time").alias("days_ago")
     )
-    aggs = []
+    aggs = [
+        F.min("days_ago").alias("visit_recency_days"),
+        F.min(F.when(F.col("event_type") == ENGAGEMENT_TYPES["carts"], F.col("days_ago"))).alias("cart_recency_days"),
+    ]
     for name, event_type in ENGAGEMENT_TYPES.items():
         for w in sorted(windows):
             hit = (F.col("event_type") == event_type) & (F.col("days_ago") < w)
@@ -168,6 +175,7 @@ def feature_columns(windows: Sequence[int], channels: Sequence[str]) -> list[str
     cols += [f"order_rate_trend_{a}_{b}d" for a, b in zip(windows, windows[1:])]
     cols += ["interval_mean_days", "interval_std_days", "recency_over_interval", "refunds", "refund_share"]
     cols += ["discount_share", *(f"channel_share_{c}" for c in channels)]
+    cols += ["visit_recency_days", "cart_recency_days"]
     cols += [f"{name}_{w}d" for name in ENGAGEMENT_TYPES for w in windows]
     return cols
 
@@ -200,7 +208,7 @@ def point_in_time_features(
     out = []
     for name in columns:
         col = F.col(name) if name in feats.columns else F.lit(None)
-        statistic = name.startswith("interval_") or name == "recency_days"
+        statistic = name.startswith("interval_") or name.endswith("recency_days")
         out.append(F.coalesce(col.cast("double"), F.lit(MISSING if statistic else 0.0)).alias(name))
     return feats.select("user_key", *out)
 

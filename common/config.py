@@ -76,6 +76,9 @@ class GenerateConfig(StrictModel):
     days: int = Field(60, gt=0)
     seed: int = 42
     start_date: date = date(2024, 1, 1)
+    attrition: float = Field(
+        0.0, ge=0, le=100, description="Multiplier of every segment's daily hazard of leaving for good (0 = off)."
+    )
     out: str = Field("data/landing", description="Where generated landing files go.")
 
 

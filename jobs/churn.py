@@ -303,8 +303,18 @@ def decile_table(scored: DataFrame, score: str = "probability") -> list[dict[str
 
 
 def calibration_table(scored: DataFrame, score: str = "probability") -> list[dict[str, Any]]:
-    """Per decile of predicted probability (1 = lowest): mean prediction vs observed churn rate."""
-    ranked = scored.withColumn("bin", F.ntile(10).over(Window.orderBy(F.col(score), "user_key")))
+    """Per decile of predicted probability (1 = lowest): mean prediction vs observed churn rate.
+
+    Equal predictions share a bin (a customer's bin is where the first of their tie
+    group would fall): isotonic calibration outputs steps, and splitting a step
+    between two bins by user_key would make the observed rates depend on the
+    pseudonyms. A bin can therefore hold more or less than a tenth, and a step wider
+    than a tenth leaves the bins it covers empty (they are not listed)."""
+    ordered = Window.orderBy(F.col(score))
+    everyone = Window.partitionBy()
+    ranked = scored.withColumn(
+        "bin", (F.floor((F.rank().over(ordered) - 1) * 10 / F.count("*").over(everyone)) + 1).cast("int")
+    )
     rows = (
         ranked.groupBy("bin")
         .agg(F.count("*").alias("n"), F.avg(score).alias("predicted"), F.avg(LABEL).alias("observed"))

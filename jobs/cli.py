@@ -82,11 +82,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--days", type=int, default=None, help="Days of activity [generate.days].")
 @click.option("--seed", type=int, default=None, help="Random seed; same seed, same files [generate.seed].")
 @click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day [generate.start_date].")
+@click.option(
+    "--attrition",
+    type=click.FloatRange(0, 100),
+    default=None,
+    help="Every customer may leave for good at this multiple of their segment's daily hazard "
+    "(0 = only planted regular churners) [generate.attrition].",
+)
 @click.option("--out", default=None, help="Landing folder to write into [generate.out].")
 @env_option
 @set_option
 @conf_dir_option
-def generate(users, days, seed, start_date, out, env, overrides, conf_dir) -> None:
+def generate(users, days, seed, start_date, attrition, out, env, overrides, conf_dir) -> None:
     """Write deterministic sample landing data for the shop source (customers, products,
     events, orders, order lines, campaign touches) with planted ground truth in
     shop/_manifest.json."""
@@ -102,6 +109,7 @@ def generate(users, days, seed, start_date, out, env, overrides, conf_dir) -> No
         days=days or g.days,
         seed=g.seed if seed is None else seed,
         start_date=start_date.date() if start_date else g.start_date,
+        attrition=g.attrition if attrition is None else attrition,
     )
     counts = manifest.get("records_expected", {})
     click.echo(f"generated sample shop data in {out_dir}/shop ({time.monotonic() - started:.1f}s)")

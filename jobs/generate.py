@@ -880,6 +880,19 @@ SEGMENTS = (
 SEG_INDEX = {s.name: i for i, s in enumerate(SEGMENTS)}
 ANON_TYPE_PROBS = (0.78, 0.20, 0.02, 0.0, 0.0, 0.0)
 CHURN_SHARE_OF_REGULAR = 0.4
+# Attrition (``generate(attrition=...)``, off by default): every customer may leave for
+# good, with a constant daily hazard per segment counted from their first active day,
+# the customer-base process churn models are built for. Rare buyers leave soonest;
+# the values are per day at attrition=1.0.
+LAPSE_PER_DAY = {
+    "vip_frequent": 0.002,
+    "regular": 0.002,
+    "bargain_hunter": 0.005,
+    "night_owl": 0.005,
+    "browser_rarely_buys": 0.010,
+    "occasional": 0.010,
+    "new": 0.006,
+}
 # Regular buyers also reorder on a personal cycle (every 4-8 days), which makes both
 # the segment and the churners' stop unmistakable.
 REGULAR_CYCLE_DAYS = (4, 8)
@@ -1095,9 +1108,14 @@ class _FileSink:
 class _ShopGenerator:
     """One generation run; :meth:`run` builds the world, writes every file and returns the manifest."""
 
-    def __init__(self, out_dir: Path, users: int, days: int, seed: int, start_date: date) -> None:
+    def __init__(
+        self, out_dir: Path, users: int, days: int, seed: int, start_date: date, attrition: float = 0.0
+    ) -> None:
         if users <= 0 or days <= 0:
             raise ValueError(f"users and days must be positive, got users={users}, days={days}")
+        if not 0.0 <= attrition <= 100.0:
+            raise ValueError(f"attrition must be between 0 and 100 (a multiplier of LAPSE_PER_DAY), got {attrition}")
+        self.attrition = attrition
         self.out_dir = out_dir
         self.P = users
         self.days = days
@@ -1106,7 +1124,18 @@ class _ShopGenerator:
         self.end_s = days * DAY_S
         self.epoch0 = (start_date - date(1970, 1, 1)).days * DAY_S - UTC_OFFSET_S
         # New streams go at the end: the first ones stay what they were (spawn is by position).
-        names = ("people", "catalogue", "campaigns", "sessions", "events", "orders", "planting", "ids", "tastes")
+        names = (
+            "people",
+            "catalogue",
+            "campaigns",
+            "sessions",
+            "events",
+            "orders",
+            "planting",
+            "ids",
+            "tastes",
+            "attrition",
+        )
         children = np.random.SeedSequence(seed).spawn(len(names))
         self.rng = {n: np.random.default_rng(c) for n, c in zip(names, children)}
         id_keys = self.rng["ids"].integers(0, 2**63, 3)
@@ -1158,6 +1187,12 @@ class _ShopGenerator:
             lo = max(2, int(0.4 * self.days))
             hi = max(lo, int(0.75 * self.days))
             self.stop_day[churners] = rng.integers(lo, hi + 1, n_churn)
+        if self.attrition > 0:
+            # Its own stream, so attrition=0 leaves every other draw as it was.
+            hazard = np.array([LAPSE_PER_DAY[s.name] for s in SEGMENTS])[seg] * self.attrition
+            lifetime = np.floor(self.rng["attrition"].exponential(1.0 / hazard)).astype(np.int64)
+            # At least one active day, so a lapsed customer was a customer first.
+            self.stop_day = np.minimum(self.stop_day, self.first_day + 1 + lifetime)
         self.churners = np.flatnonzero(self.stop_day <= self.days)
         self.routine: dict[int, list[int]] = {}
         cycle = rng.integers(REGULAR_CYCLE_DAYS[0], REGULAR_CYCLE_DAYS[1] + 1, len(regular))
@@ -2498,7 +2533,13 @@ class _ShopGenerator:
         manifest: dict[str, Any] = {
             "generator": "jobs.generate",
             "format_version": 1,
-            "params": {"users": self.P, "days": self.days, "seed": self.seed, "start_date": self.start.isoformat()},
+            "params": {
+                "users": self.P,
+                "days": self.days,
+                "seed": self.seed,
+                "start_date": self.start.isoformat(),
+                "attrition": self.attrition,
+            },
             "window": {"start": self.start.isoformat(), "end_exclusive": end_date.isoformat(), "time_zone": TIME_ZONE},
             "files": sorted(self.sink.files, key=lambda f: f["path"]),
             "records_expected": {k: self.records[k] for k in tables},
@@ -2562,7 +2603,8 @@ NOTES = {
     "appear twice (paid, then refunded with a later updated_at); file position is random between the two.",
     "customer_duplicates": "[first, second] customer_id pairs: one person registered twice, same phone written "
     "differently; second registrations have no events or orders.",
-    "segments": "Every person (first registration) in exactly one segment; churners are a subset of 'regular'.",
+    "segments": "Every person (first registration) in exactly one segment; churners are a subset of 'regular' "
+    "unless params.attrition > 0 (then any segment's customers may lapse).",
     "churners": "No event and no order on or after stop_date (shop-local date).",
     "tastes": "Latent taste clusters below category level: each brand (so each product) is in one cluster, each "
     "person (first registration) likes one or two. share_of_draws of a person's product draws (views, carts, "
@@ -2578,7 +2620,7 @@ _NIGHT_CDF = _cdf(NIGHT_HOURS)
 _PAY_CDF = _cdf(PAYMENT_WEIGHTS)
 
 
-def generate(out_dir: str | Path, users: int, days: int, seed: int, start_date: date) -> dict:
+def generate(out_dir: str | Path, users: int, days: int, seed: int, start_date: date, attrition: float = 0.0) -> dict:
     """Generate the sample shop's landing files under ``<out_dir>/shop`` and its manifest.
 
     Args:
@@ -2588,15 +2630,18 @@ def generate(out_dir: str | Path, users: int, days: int, seed: int, start_date: 
         days: Length of the simulated window in days, starting at ``start_date`` 00:00 shop time.
         seed: Seed of every random choice; equal arguments give byte-identical files.
         start_date: First day of the window.
+        attrition: Multiplier of :data:`LAPSE_PER_DAY`: 0 (the default) plants only the
+            regular buyers' churners; 1.0 lets every customer leave for good at their
+            segment's daily hazard (the churn job's test shop).
 
     Returns:
         The manifest (also written to ``<out_dir>/shop/_manifest.json``).
 
     Raises:
-        ValueError: when ``users`` or ``days`` is not positive.
+        ValueError: when ``users`` or ``days`` is not positive, or ``attrition`` is out of range.
     """
     out = Path(out_dir)
-    gen = _ShopGenerator(out, int(users), int(days), int(seed), start_date)
+    gen = _ShopGenerator(out, int(users), int(days), int(seed), start_date, float(attrition))
     manifest = gen.run()
     path = out / SOURCE_FOLDER / MANIFEST_NAME
     path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

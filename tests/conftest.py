@@ -95,8 +95,8 @@ class SilverLake:
 
 @pytest.fixture(scope="session")
 def silver_lake(spark, tmp_path_factory):
-    """Factory ``silver_lake(users=, days=, seed=, start_date=)``: a silver lake built
-    once per parameter set per session, so gold-layer tests share the costly part."""
+    """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=)``: a silver
+    lake built once per parameter set per session, so gold-layer tests share the costly part."""
     from jobs.generate import generate
     from jobs.registry import run_job
 
@@ -104,11 +104,15 @@ def silver_lake(spark, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
 
-    def build(users: int = 600, days: int = 120, seed: int = 7, start_date: date = date(2024, 1, 1)) -> SilverLake:
-        key = (users, days, seed, start_date)
+    def build(
+        users: int = 600, days: int = 120, seed: int = 7, start_date: date = date(2024, 1, 1), attrition: float = 0.0
+    ) -> SilverLake:
+        key = (users, days, seed, start_date, attrition)
         if key not in built:
             root = tmp_path_factory.mktemp(f"silver_{users}u_{days}d_{seed}")
-            manifest = generate(root / "landing", users=users, days=days, seed=seed, start_date=start_date)
+            manifest = generate(
+                root / "landing", users=users, days=days, seed=seed, start_date=start_date, attrition=attrition
+            )
             cfg = make_config(root)
             run_job(spark, cfg, "ingest")
             run_job(spark, cfg, "clean")

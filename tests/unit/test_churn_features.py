@@ -107,6 +107,8 @@ def test_point_in_time_features_exact(spark, orders, events, customers):
         "discount_share": 10 / 190,
         "channel_share_app": 2 / 3,
         "channel_share_web": 1 / 3,
+        "visit_recency_days": 0.0,  # the 03-10 23:00 view; the 03-11 search is after the cutoff
+        "cart_recency_days": 8.0,
         "views_7d": 2.0,
         "views_30d": 2.0,
         "carts_7d": 0.0,
@@ -132,6 +134,8 @@ def test_point_in_time_features_exact(spark, orders, events, customers):
         "discount_share": 0.0,
         "channel_share_app": 1.0,
         "channel_share_web": 0.0,
+        "visit_recency_days": -1.0,  # never seen browsing
+        "cart_recency_days": -1.0,
         "views_7d": 0.0,
         "views_30d": 0.0,
         "carts_7d": 0.0,
@@ -219,3 +223,10 @@ def test_decile_and_calibration_tables(spark):
     calibration = calibration_table(df)
     assert calibration[0] == {"bin": 1, "n": 2, "predicted": 0.075, "observed": 0.5, "gap": 0.425}
     assert calibration[-1] == {"bin": 10, "n": 2, "predicted": 0.975, "observed": 1.0, "gap": 0.025}
+    # Equal predictions stay together: 5 tied at 0.2 fill bins 1-2 and a half, so they
+    # are all bin 1 and bin 2 stays empty; 0.35 (rank 6 of 20) starts bin 3.
+    tied = [(f"t{i:02d}", 0.2 if i < 5 else 0.3 + i / 100, float(i % 2)) for i in range(20)]
+    calibration = calibration_table(spark.createDataFrame(tied, "user_key string, probability double, churned double"))
+    assert [b["bin"] for b in calibration] == [1, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert calibration[0] == {"bin": 1, "n": 5, "predicted": 0.2, "observed": 0.4, "gap": 0.2}
+    assert sum(b["n"] for b in calibration) == 20

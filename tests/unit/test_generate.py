@@ -290,7 +290,13 @@ def test_manifest_file_list_matches_disk(shop):
     on_disk = {k: v for k, v in _hashes(root).items() if not k.endswith("_manifest.json")}
     assert {k: v["sha256"] for k, v in listed.items()} == on_disk
     assert len([p for p in listed if p.startswith("shop/events/")]) == DAYS
-    assert manifest["params"] == {"users": USERS, "days": DAYS, "seed": SEED, "start_date": START.isoformat()}
+    assert manifest["params"] == {
+        "users": USERS,
+        "days": DAYS,
+        "seed": SEED,
+        "start_date": START.isoformat(),
+        "attrition": 0.0,
+    }
 
 
 # ---------------------------------------------------------------------------- formats
@@ -535,18 +541,47 @@ def test_planted_pairs_are_bought_together_far_above_chance(shop, parsed):
     assert observed > 10 * expected
 
 
-def test_churners_stop_at_their_date(shop, parsed):
-    _, manifest = shop
-    churners = manifest["churners"]
-    assert churners
-    stop = {c["customer_id"]: _epoch_ms(c["stop_date"] + " 00:00:00") for c in churners}
+def _assert_nothing_on_or_after_stop(manifest, parsed) -> None:
+    stop = {c["customer_id"]: _epoch_ms(c["stop_date"] + " 00:00:00") for c in manifest["churners"]}
     for e in parsed["bronze.events"][1]:
         assert e["user_id"] not in stop or e["ts"] < stop[e["user_id"]]
     for o in _unique_orders(parsed).values():
         assert o["user_id"] not in stop or _epoch_ms(o["order_time"]) < stop[o["user_id"]]
+
+
+def test_churners_stop_at_their_date(shop, parsed):
+    _, manifest = shop
+    churners = manifest["churners"]
+    assert churners
+    assert {c["customer_id"] for c in churners} <= set(manifest["segments"]["regular"])
+    _assert_nothing_on_or_after_stop(manifest, parsed)
     # They bought regularly before stopping.
     assert all(c["orders_before"] >= 1 for c in churners)
     assert sum(c["orders_before"] for c in churners) >= 1.5 * len(churners)
+
+
+def test_attrition_lets_every_segment_lapse_without_reshuffling_the_people(tmp_path):
+    days = 60
+    base = generate(tmp_path / "base", USERS, days, SEED, START)
+    manifest = generate(tmp_path / "lapse", USERS, days, SEED, START, attrition=1.0)
+    assert manifest["params"]["attrition"] == 1.0
+    # Attrition draws from its own stream: the same people in the same segments.
+    assert manifest["segments"] == base["segments"]
+    parsed = {
+        feed["outputs"][0]["table"]: classify_feed(tmp_path / "lapse", feed)
+        for feed in _feeds()
+        if feed["outputs"][0]["table"] in ("bronze.events", "bronze.orders")
+    }
+    _assert_nothing_on_or_after_stop(manifest, parsed)
+    lapsed = {c["customer_id"] for c in manifest["churners"]}
+    assert {c["customer_id"] for c in base["churners"]} < lapsed
+    share = {name: len(lapsed & set(ids)) / len(ids) for name, ids in manifest["segments"].items()}
+    # A daily hazard h over about 60 days leaves 1 - exp(-60 h): 0.45 of occasional
+    # buyers (h = 0.010), 0.11 of VIPs (0.002; 15 people, so only "fewer").
+    assert 0.30 <= share["occasional"] <= 0.60, share
+    assert share["vip_frequent"] < share["occasional"] and share["browser_rarely_buys"] >= 0.30, share
+    with pytest.raises(ValueError, match="attrition must be between 0 and 100"):
+        generate(tmp_path / "bad", 20, 2, 1, START, attrition=-1.0)
 
 
 def test_converted_touches_are_followed_by_an_order(shop, parsed):
