@@ -53,7 +53,7 @@ browser:  ## install headless Chromium for the report test when it is missing
 	  else echo "warning: chromium is missing and apt-get is not available; the report test will fail"; fi; }
 
 test: setup lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
-	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest -m "slow or not slow" --durations=25
 
 test-fast: setup
 	$(BIN)/pytest

@@ -79,6 +79,9 @@ class GenerateConfig(StrictModel):
     attrition: float = Field(
         0.0, ge=0, le=100, description="Multiplier of every segment's daily hazard of leaving for good (0 = off)."
     )
+    segment_style: Literal["overlapping", "distinct"] = Field(
+        "overlapping", description="'distinct' draws the planted segments apart (jobs/generate.py:DISTINCT_SEGMENTS)."
+    )
     out: str = Field("data/landing", description="Where generated landing files go.")
 
 
@@ -197,9 +200,8 @@ class SegmentConfig(StrictModel):
     features: list[str] = Field(
         default_factory=lambda: [
             "frequency",
-            "monetary",
-            "avg_order_value",
             "views",
+            "add_to_carts",
             "view_to_purchase_rate",
             "discount_order_share",
             "night_share",
@@ -209,7 +211,7 @@ class SegmentConfig(StrictModel):
         description="gold.profiles columns clustered on (nulls count as 0).",
     )
     log_features: list[str] = Field(
-        default_factory=lambda: ["frequency", "monetary", "avg_order_value", "views", "registration_days"],
+        default_factory=lambda: ["frequency", "views", "add_to_carts", "registration_days"],
         description="Skewed features taken as ln(1 + max(x, 0)) before standardising.",
     )
     k_min: int = Field(3, ge=2)
@@ -217,6 +219,7 @@ class SegmentConfig(StrictModel):
     seed: int = 42
     stability_seeds: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=2)
     max_iter: int = Field(50, gt=0)
+    restarts: int = Field(10, ge=1, description="k-means runs per fit (derived seeds); the lowest cost wins.")
     where: str | None = Field(None, description="Optional SQL filter on gold.profiles: who is segmented.")
     # A centroid coordinate (in standard deviations) this far from the population mean names the segment.
     name_threshold: float = Field(0.5, gt=0)

@@ -23,6 +23,8 @@ TEST_SPARK_CONF = [
     "spark.conf.spark.ui.enabled=false",
     "spark.conf.spark.driver.memory=2g",
     "spark.conf.spark.sql.adaptive.enabled=false",
+    # One k-means run per fit: the tests that measure segmentation set the shipped default back.
+    "segment.restarts=1",
 ]
 
 
@@ -95,7 +97,7 @@ class SilverLake:
 
 @pytest.fixture(scope="session")
 def silver_lake(spark, tmp_path_factory):
-    """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=)``: a silver
+    """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=, segment_style=)``: a silver
     lake built once per parameter set per session, so gold-layer tests share the costly part."""
     from jobs.generate import generate
     from jobs.registry import run_job
@@ -105,13 +107,24 @@ def silver_lake(spark, tmp_path_factory):
     mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
 
     def build(
-        users: int = 600, days: int = 120, seed: int = 7, start_date: date = date(2024, 1, 1), attrition: float = 0.0
+        users: int = 600,
+        days: int = 120,
+        seed: int = 7,
+        start_date: date = date(2024, 1, 1),
+        attrition: float = 0.0,
+        segment_style: str = "overlapping",
     ) -> SilverLake:
-        key = (users, days, seed, start_date, attrition)
+        key = (users, days, seed, start_date, attrition, segment_style)
         if key not in built:
             root = tmp_path_factory.mktemp(f"silver_{users}u_{days}d_{seed}")
             manifest = generate(
-                root / "landing", users=users, days=days, seed=seed, start_date=start_date, attrition=attrition
+                root / "landing",
+                users=users,
+                days=days,
+                seed=seed,
+                start_date=start_date,
+                attrition=attrition,
+                segment_style=segment_style,
             )
             cfg = make_config(root)
             run_job(spark, cfg, "ingest")

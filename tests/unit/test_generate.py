@@ -23,6 +23,7 @@ import yaml
 
 from jobs.generate import (
     CITIES,
+    DISTINCT_NEW_DAYS,
     PHONE_STYLES,
     format_phone,
     generate,
@@ -296,6 +297,7 @@ def test_manifest_file_list_matches_disk(shop):
         "seed": SEED,
         "start_date": START.isoformat(),
         "attrition": 0.0,
+        "segment_style": "overlapping",
     }
 
 
@@ -582,6 +584,43 @@ def test_attrition_lets_every_segment_lapse_without_reshuffling_the_people(tmp_p
     assert share["vip_frequent"] < share["occasional"] and share["browser_rarely_buys"] >= 0.30, share
     with pytest.raises(ValueError, match="attrition must be between 0 and 100"):
         generate(tmp_path / "bad", 20, 2, 1, START, attrition=-1.0)
+
+
+def test_distinct_segment_style_draws_the_planted_segments_apart(tmp_path):
+    days = 60
+    base = generate(tmp_path / "base", USERS, days, SEED, START)
+    manifest = generate(tmp_path / "distinct", USERS, days, SEED, START, segment_style="distinct")
+    assert manifest["params"]["segment_style"] == "distinct"
+    assert len(manifest["segments"]["vip_frequent"]) == round(0.08 * USERS)  # DISTINCT_SEGMENTS' share
+
+    def facts(root: Path, manifest: dict) -> tuple[dict[str, float], dict[str, float], dict[str, date]]:
+        tables = {
+            f["outputs"][0]["table"]: classify_feed(root, f)
+            for f in _feeds()
+            if f["outputs"][0]["table"] in ("bronze.orders", "bronze.customers", "bronze.events")
+        }
+        seg_of = {i: s for s, members in manifest["segments"].items() for i in members}
+        orders = Counter(seg_of[o["user_id"]] for o in _unique_orders(tables).values() if o["user_id"] in seg_of)
+        buyers = {o["user_id"] for o in _unique_orders(tables).values()}
+        per_user = {s: orders[s] / len(m) for s, m in manifest["segments"].items()}
+        never = {s: sum(i not in buyers for i in m) / len(m) for s, m in manifest["segments"].items()}
+        registered = {
+            c["customer_id"]: date.fromisoformat(c["registered_at"][:10]) for c in tables["bronze.customers"][1]
+        }
+        return per_user, never, registered
+
+    base_orders, base_never, _ = facts(tmp_path / "base", base)
+    orders, never, registered = facts(tmp_path / "distinct", manifest)
+    # Occasional buyers buy when they come, browsers hardly ever: in the default shop
+    # most of both never order.
+    assert never["occasional"] < 0.25 < base_never["occasional"], (never, base_never)
+    assert never["browser_rarely_buys"] > 0.75
+    assert orders["vip_frequent"] > 1.5 * base_orders["vip_frequent"]
+    # New customers joined in the window's last DISTINCT_NEW_DAYS days.
+    first = START + timedelta(days=days - DISTINCT_NEW_DAYS)
+    assert all(registered[c] >= first for c in manifest["segments"]["new"])
+    with pytest.raises(ValueError, match="segment_style must be one of"):
+        generate(tmp_path / "bad", 20, 2, 1, START, segment_style="blurred")
 
 
 def test_converted_touches_are_followed_by_an_order(shop, parsed):

@@ -65,3 +65,20 @@ def test_feature_sql_logs_and_fills(spark):
     got = SQLTransformer(statement=S.feature_sql(["a", "b"], ["b"])).transform(df).collect()
     # Nulls count as 0; only the log feature is transformed (negatives floored at 0 first).
     assert [(r._f_a, r._f_b) for r in got] == [(0.0, math.log(4.0)), (-2.0, 0.0)]
+
+
+def test_each_fit_keeps_the_cheapest_of_its_restarts(spark):
+    import random
+
+    from pyspark.ml.linalg import Vectors
+
+    from common.config import SegmentConfig
+
+    assert S.restart_seeds(7, 1) == [7] and S.restart_seeds(7, 3) == [7, 7001, 7002]
+    rng = random.Random(3)
+    rows = [(Vectors.dense([rng.random(), rng.random()]),) for _ in range(300)]  # no true clusters
+    data = spark.createDataFrame(rows, [S.SCALED_COL])
+    cfg = SegmentConfig(restarts=4, max_iter=20)
+    costs = [S.kmeans(6, s, cfg.max_iter).fit(data).summary.trainingCost for s in S.restart_seeds(11, 4)]
+    assert len(set(costs)) > 1  # the runs do land in different local optima here
+    assert S.fit_kmeans(data, 6, 11, cfg).summary.trainingCost == min(costs)
