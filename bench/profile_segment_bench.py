@@ -68,15 +68,17 @@ def main() -> None:
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs (shared with other Spark jobs, noisy), "
         "Spark local[2], conf/local.yaml. One run per scale; read the figures as orders of magnitude.",
         "",
-        "| users | days | customers | profile s | segment s | k | silhouette at k | stability ARI | k evaluated |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| users | days | customers | profile s | segment s | k | silhouette at k | stability ARI | k evaluated "
+        "| restarts |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         seg = r["segment"]
         lines.append(
             f"| {r['users']:,} | {r['days']} | {r['profile']['customers']:,} | {r['profile_s']:.1f} | "
             f"{r['segment_s']:.1f} | {seg['k']} | {seg['chosen_silhouette']:.3f} | {seg['stability_mean_ari']:.3f} | "
-            f"{seg['k_evaluated'][0]}-{seg['k_evaluated'][-1]} (+{len(seg['stability_seeds'])} seeds) |"
+            f"{seg['k_evaluated'][0]}-{seg['k_evaluated'][-1]} (+{len(seg['stability_seeds'])} seeds) | "
+            f"{seg['restarts']} |"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
