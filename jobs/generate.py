@@ -884,8 +884,8 @@ SEG_INDEX = {s.name: i for i, s in enumerate(SEGMENTS)}
 # VIPs and regulars differ in degree, and a supervised model on profile features
 # reaches only ARI 0.72. Here occasional buyers buy when they come, browsers almost
 # never do, VIPs come, browse and spend far more, night owls keep to the night, new
-# customers joined in the last DISTINCT_NEW_DAYS days,
-# and each person's rates stray DISTINCT_SPREAD times as far from the segment's.
+# customers joined in the last DISTINCT_NEW_DAYS days, and each person's session and
+# purchase rates stray DISTINCT_SPREAD times as far from their segment's mean.
 DISTINCT_SEGMENTS = tuple(
     replace(s, **changes)
     for s, changes in zip(
