@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-fast test-slow lint bench clean dist browser
+.PHONY: setup jars run test test-fast test-slow lint bench clean dist browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10, 3.11 or 3.12 is required (python3 --version)"; exit 3; }
@@ -29,7 +29,14 @@ $(SECRET_FILE):
 	@$(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@ && chmod 600 $@
 	@echo "created a local development pseudonym secret in $@ (not for production)"
 
-run: setup $(SECRET_FILE)  ## generate sample data, run the pipeline on the local lake (./lake), write its HTML report
+# The delta-spark jars for the pinned pyspark/delta-spark pair, fetched once with Maven
+# into ./jars (git-ignored); sessions then load them as spark.jars (no download at start).
+# Without Maven the lake is written by delta-rs instead, and this says so; CI must have them.
+jars: setup  ## fetch the delta-spark jars into ./jars (Maven); without them the lake uses delta-rs
+	@$(BIN)/shoplake jars || { echo "warning: no delta-spark jars (see above): the lake will be written by delta-rs"; \
+	  [ -z "$${CI:-}" ]; }
+
+run: setup jars $(SECRET_FILE)  ## generate sample data, run the pipeline on the local lake (./lake), write its HTML report
 	$(BIN)/shoplake generate
 	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
 	$(BIN)/shoplake report
@@ -52,13 +59,13 @@ browser:  ## install headless Chromium for the report test when it is missing
 	      || echo "warning: could not install chromium; the report test will fail until it is installed"; \
 	  else echo "warning: chromium is missing and apt-get is not available; the report test will fail"; fi; }
 
-test: setup lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
+test: setup jars lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
 	$(BIN)/pytest -m "slow or not slow" --durations=25
 
-test-fast: setup
+test-fast: setup jars
 	$(BIN)/pytest
 
-test-slow: setup
+test-slow: setup jars
 	$(BIN)/pytest -m slow || [ $$? -eq 5 ]
 
 clean:

@@ -39,6 +39,9 @@ class LakeConfig(StrictModel):
     )
     # Parquet files Spark writes per table write; small lakes want few files.
     target_file_rows: int = Field(2_000_000, gt=0)
+    jars: str = Field(
+        "jars", description="Folder of delta-spark jars fetched by `shoplake jars`; relative to the project root."
+    )
 
 
 class SparkConfig(StrictModel):
@@ -410,6 +413,10 @@ class ShopLakeConfig(StrictModel):
     @property
     def lake_root(self) -> str:
         return self.resolve_path(self.lake.root)
+
+    @property
+    def delta_jars_root(self) -> str:
+        return self.resolve_path(self.lake.jars)
 
     @property
     def landing_root(self) -> str:

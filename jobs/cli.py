@@ -231,6 +231,21 @@ def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | 
 
 
 @cli.command()
+@env_option
+@set_option
+@conf_dir_option
+def jars(env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+    """Fetch the delta-spark jars matching the installed pyspark and delta-spark wheels
+    with Maven, once, into lake.jars (default ./jars); local sessions then load them
+    with no download and write through delta-spark (lake.backend auto)."""
+    from common.delta.jars import delta_coordinate, fetch_delta_jars, jar_folder
+
+    cfg = _config(env, overrides, conf_dir)
+    found = fetch_delta_jars(cfg.delta_jars_root)
+    click.echo(f"{delta_coordinate()}: {len(found)} jars in {jar_folder(cfg.delta_jars_root)}")
+
+
+@cli.command()
 @click.option("--out", default="dist", show_default=True, help="Folder to write into.")
 @click.option("--wheel/--no-wheel", default=True, show_default=True, help="Also build the wheel (needs pip).")
 @conf_dir_option

@@ -16,8 +16,15 @@ from common.config import ShopLakeConfig, load_config
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHOPLAKE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
+# The Delta backend of every test lake unless a test picks one: delta-rs (the embedded
+# path); SHOPLAKE_TEST_BACKEND=delta-spark runs them through the JVM connector. The
+# shared session loads the delta-spark jars either way (when fetched: `make jars`), so
+# tests of both stores share it.
+TEST_BACKEND = os.environ.get("SHOPLAKE_TEST_BACKEND", "delta-rs")
+
 # Small and quiet: tests move tiny data, so few shuffle partitions and no UI.
 TEST_SPARK_CONF = [
+    f"lake.backend={TEST_BACKEND}",
     "spark.conf.spark.sql.shuffle.partitions=2",
     "spark.conf.spark.default.parallelism=2",
     "spark.conf.spark.ui.enabled=false",
@@ -46,7 +53,7 @@ def make_config(tmp_path: Path, *overrides: str, env: str = "local") -> ShopLake
 def spark(tmp_path_factory):
     from common.spark import build_spark
 
-    cfg = make_config(tmp_path_factory.mktemp("spark"))
+    cfg = make_config(tmp_path_factory.mktemp("spark"), "lake.backend=auto")
     session = build_spark(cfg)
     yield session
     session.stop()

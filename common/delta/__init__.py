@@ -8,11 +8,12 @@ from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
 from common.delta.base import Commit, DeltaStore
+from common.delta.jars import delta_coordinate
 from common.errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Commit", "DeltaStore", "delta_spark_available", "open_store"]
+__all__ = ["Commit", "DeltaStore", "delta_spark_available", "open_store", "resolve_backend"]
 
 
 def delta_spark_available(spark: SparkSession) -> bool:
@@ -31,18 +32,27 @@ def delta_spark_available(spark: SparkSession) -> bool:
         return False
 
 
+def resolve_backend(spark: SparkSession, cfg: ShopLakeConfig) -> tuple[str, str]:
+    """The backend ``cfg.lake.backend`` means in this session, and why (for the start-up line)."""
+    why = spark.conf.get("spark.shoplake.delta.reason", "") or "session built elsewhere"
+    backend = cfg.lake.backend
+    if backend == "auto":
+        if delta_spark_available(spark):
+            return "delta-spark", f"auto: the Delta classes load; {why}"
+        return "delta-rs", f"auto: the Delta classes do not load; {why}"
+    return backend, f"lake.backend is {backend}; {why}" if backend == "delta-spark" else "lake.backend is delta-rs"
+
+
 def open_store(spark: SparkSession, cfg: ShopLakeConfig, root: str | None = None) -> DeltaStore:
     """The store for ``cfg.lake.backend`` (``auto``: delta-spark when available, else delta-rs)."""
     root = root or cfg.lake_root
-    backend = cfg.lake.backend
-    if backend == "auto":
-        backend = "delta-spark" if delta_spark_available(spark) else "delta-rs"
+    backend, _ = resolve_backend(spark, cfg)
     if backend == "delta-spark":
         if not delta_spark_available(spark):
             raise EnvironmentProblem(
-                "lake.backend is delta-spark but the Delta classes do not load: start Spark with "
-                "--packages io.delta:delta-spark_2.13:4.4.1 (or the platform's Delta) or set "
-                "lake.backend=delta-rs"
+                f"lake.backend is delta-spark but the Delta classes do not load: run `shoplake jars` (local), "
+                f"start Spark with --packages {delta_coordinate()} (or the platform's Delta), "
+                "or set lake.backend=delta-rs"
             )
         from common.delta.spark_store import SparkDeltaStore
 
@@ -51,5 +61,5 @@ def open_store(spark: SparkSession, cfg: ShopLakeConfig, root: str | None = None
         from common.delta.rs_store import RsDeltaStore
 
         store = RsDeltaStore(spark, root, target_file_rows=cfg.lake.target_file_rows)
-    log.info("Delta backend %s at %s", store.backend, root)
+    log.debug("Delta backend %s at %s", store.backend, root)
     return store

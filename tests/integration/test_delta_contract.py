@@ -1,13 +1,8 @@
 """The DeltaStore contract, run against every backend on temporary lakes.
 
-The delta-rs half always runs. The delta-spark half needs the delta-spark jars
-on the classpath of the shared test session and the Delta SQL extension in it,
-which cannot be added to a running session; it is detected without starting
-one and skipped with the reason otherwise. To run it::
-
-    SHOPLAKE_TEST_DELTA_SPARK=1 SHOPLAKE_DELTA_SPARK=1 \\
-    PYSPARK_SUBMIT_ARGS="--packages io.delta:delta-spark_2.13:4.4.1 pyspark-shell" \\
-        .venv/bin/pytest tests/integration/test_delta_contract.py
+Both halves run in CI. The delta-spark half needs the jars that `make jars`
+fetches into ``jars/`` (the shared test session loads them); without them it is
+skipped with the reason, except under ``CI``, where that is an error.
 
 Besides the contract, every test checks that delta-rs itself
 (``deltalake.DeltaTable(path).to_pyarrow_table()``) reads the same rows, so the
@@ -16,7 +11,6 @@ tables are real Delta tables and not only readable by the code that wrote them.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from datetime import date, datetime, timezone
@@ -33,39 +27,24 @@ from pyspark.testing import assertDataFrameEqual
 
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, delta_spark_available
+from common.delta.jars import jar_folder, local_delta_jars
 from common.delta.rs_store import STAGING_DIR, RsDeltaStore
 from common.delta.spark_store import SparkDeltaStore
 from common.errors import InputError, SchemaMismatch, ShopLakeError
 from common.tables import TableSpec
+from tests.conftest import PROJECT_ROOT
 
 # ------------------------------------------------------------------ backends
 
 
-def _delta_spark_jars() -> list[str]:
-    """delta-spark jars in the places a local Spark picks jars up from (no session started)."""
-    import pyspark
-
-    folders = [os.path.join(os.path.dirname(pyspark.__file__), "jars")]
-    if os.environ.get("SPARK_HOME"):
-        folders.append(os.path.join(os.environ["SPARK_HOME"], "jars"))
-    folders += glob.glob(os.path.expanduser("~/.ivy2*/jars"))
-    return [j for folder in folders for j in glob.glob(os.path.join(folder, "*delta-spark_2.13-*.jar"))]
-
-
 def _delta_spark_skip_reason() -> str | None:
-    if os.environ.get("SHOPLAKE_TEST_DELTA_SPARK") == "1":
+    """Why the delta-spark half cannot run here, or None. In CI it must run: no skip."""
+    if local_delta_jars(PROJECT_ROOT / "jars") or os.environ.get("SHOPLAKE_TEST_DELTA_SPARK") == "1":
         return None
-    jars = _delta_spark_jars()
-    if not jars:
-        return (
-            "delta-spark jars are not on the Spark classpath (no Maven access here); run with "
-            "SHOPLAKE_TEST_DELTA_SPARK=1 and the jars to test it"
-        )
-    return (
-        f"delta-spark jars found ({jars[0]}) but the test session is only started with the Delta "
-        "extension when asked: run with SHOPLAKE_TEST_DELTA_SPARK=1 SHOPLAKE_DELTA_SPARK=1 and the "
-        "jars on the classpath"
-    )
+    reason = f"no delta-spark jars in {jar_folder(PROJECT_ROOT / 'jars')}: run `make jars` (needs Maven)"
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI must test the delta-spark store, but {reason}")
+    return reason
 
 
 _SKIP_DELTA_SPARK = _delta_spark_skip_reason()
@@ -82,18 +61,22 @@ BACKENDS = [
 ]
 
 
+def make_store(backend: str, spark: SparkSession, root: str, target_file_rows: int = 2_000_000) -> DeltaStore:
+    """A store of ``backend``; delta-spark needs the shared session to load Delta."""
+    if backend == "delta-spark":
+        if not delta_spark_available(spark):
+            pytest.fail(
+                "the test session cannot load Delta although the jars are there: the spark fixture builds "
+                "its session with lake.backend=auto, which adds them (common.spark.delta_session_conf)"
+            )
+        return SparkDeltaStore(spark, root, target_file_rows=target_file_rows)
+    return RsDeltaStore(spark, root, target_file_rows=target_file_rows)
+
+
 @pytest.fixture(params=BACKENDS)
 def dstore(request, spark: SparkSession, cfg: ShopLakeConfig) -> DeltaStore:
     """A store of each backend on a fresh temporary lake."""
-    if request.param == "delta-spark":
-        if not delta_spark_available(spark):
-            pytest.fail(
-                "SHOPLAKE_TEST_DELTA_SPARK=1 but the test session cannot load Delta: start it with "
-                "SHOPLAKE_DELTA_SPARK=1 (adds the Delta extension) and the delta-spark jars, e.g. "
-                "PYSPARK_SUBMIT_ARGS='--packages io.delta:delta-spark_2.13:4.4.1 pyspark-shell'"
-            )
-        return SparkDeltaStore(spark, cfg.lake_root, target_file_rows=cfg.lake.target_file_rows)
-    return RsDeltaStore(spark, cfg.lake_root, target_file_rows=cfg.lake.target_file_rows)
+    return make_store(request.param, spark, cfg.lake_root, cfg.lake.target_file_rows)
 
 
 @pytest.fixture()
