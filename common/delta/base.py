@@ -16,6 +16,7 @@ new version. Predicates are SQL strings both engines understand (comparisons,
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,9 +57,51 @@ class DeltaStore(ABC):
         return f"{self.root}/{table.relative_path()}"
 
     def conform(self, table: TableSpec, df: DataFrame) -> DataFrame:
-        """Check columns against the spec and cast to the declared types and order."""
+        """Check columns against the spec and cast to the declared types and order.
+
+        Also checks the spec against the table's current schema (:meth:`schema_changes`),
+        so a write never starts on a table it cannot write.
+        """
         table.check_columns(df.columns)
+        added = self.schema_changes(table)
+        if added:
+            self._add_columns(table, added)
         return df.select([df[f.name].cast(f.dataType).alias(f.name) for f in table.schema.fields])
+
+    def schema_changes(self, table: TableSpec) -> tuple[str, ...]:
+        """Columns the spec (``common/tables.py``) adds to the existing table; the next
+        write adds them (schema evolution; older rows read them as null).
+
+        Raises:
+            SchemaMismatch: in one line naming the table and column, when a column's
+                declared type differs from the table's (an incompatible change).
+        """
+        current = self._schema_json(table)
+        if current is None:
+            return ()
+        have = {f["name"]: f["type"] for f in current["fields"]}
+        for field in json.loads(table.schema.json())["fields"]:
+            name, want = field["name"], field["type"]
+            if name in have and have[name] != want:
+                raise SchemaMismatch(
+                    f"{table.name}: column {name} is {json.dumps(have[name])} in the Delta table at "
+                    f"{self.path(table)} but {json.dumps(want)} in common/tables.py, an incompatible change: "
+                    "restore the declared type or rebuild the table"
+                )
+        added = tuple(c for c in table.columns if c not in have)
+        if added:
+            log.info("%s: adding columns %s to the Delta table (schema evolution)", table.name, list(added))
+        return added
+
+    def _add_columns(self, table: TableSpec, columns: Sequence[str]) -> None:
+        """Add ``columns`` (of the spec) to the existing table before a write. The default
+        does nothing: an engine whose writes merge the schema adds them in the same commit."""
+        return None
+
+    @abstractmethod
+    def _schema_json(self, table: TableSpec) -> dict[str, Any] | None:
+        """The table's current schema as Delta's JSON (``{"fields": [...]}``), or None
+        when the table does not exist."""
 
     # -- reading ----------------------------------------------------------------
     @abstractmethod
@@ -133,8 +176,19 @@ class DeltaStore(ABC):
         """Physically delete files no longer referenced and older than the retention."""
 
     @abstractmethod
-    def optimize(self, table: TableSpec) -> dict[str, Any]:
-        """Compact small files; returns the engine's metrics."""
+    def optimize(self, table: TableSpec, zorder_by: Sequence[str] = ()) -> dict[str, Any]:
+        """Compact small files, Z-ordered by ``zorder_by`` (the columns readers filter
+        on, e.g. the spec's keys) when given; returns the engine's metrics."""
+
+    @staticmethod
+    def _check_zorder(table: TableSpec, zorder_by: Sequence[str]) -> None:
+        """Z-order columns must be data columns: partition columns are already clustered."""
+        bad = [c for c in zorder_by if c not in table.columns or c in table.partition_by]
+        if bad:
+            raise SchemaMismatch(
+                f"{table.name}: cannot Z-order by {bad}: Z-order columns must be non-partition columns of "
+                f"{[c for c in table.columns if c not in table.partition_by]}"
+            )
 
     # -- checks shared by the engines ---------------------------------------------
     @staticmethod

@@ -398,6 +398,16 @@ class RsDeltaStore(DeltaStore):
                 "nothing was written, upgrade ShopLake or use lake.backend=delta-spark"
             )
 
+    def _schema_json(self, table: TableSpec) -> dict[str, Any] | None:
+        dt = self._open(table, required=False)
+        return None if dt is None else json.loads(dt.schema().to_json())
+
+    def _add_columns(self, table: TableSpec, columns: Sequence[str]) -> None:
+        # delta-rs commits data with the table's schema, so the columns are added first,
+        # in a commit of their own (older rows read them as null).
+        wanted = [f for f in delta_schema(table).fields if f.name in columns]
+        self._open(table).alter.add_columns(wanted)
+
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         loc = self._locate(table)
         dt = self._open(table, version=version)
@@ -550,10 +560,12 @@ class RsDeltaStore(DeltaStore):
         log.info("vacuum %s: %d files removed", table.name, len(removed))
         return removed
 
-    def optimize(self, table: TableSpec) -> dict[str, Any]:
-        """Compact small files with delta-rs (``OPTIMIZE``); the rows are unchanged."""
+    def optimize(self, table: TableSpec, zorder_by: Sequence[str] = ()) -> dict[str, Any]:
+        """Compact small files with delta-rs (``OPTIMIZE``, Z-ordered by ``zorder_by``
+        when given); the rows are unchanged."""
+        self._check_zorder(table, zorder_by)
         dt = self._open(table)
-        metrics = dt.optimize.compact()
+        metrics = dt.optimize.z_order(list(zorder_by)) if zorder_by else dt.optimize.compact()
         log.info("optimize %s: %s", table.name, metrics)
         return dict(metrics)
 

@@ -13,6 +13,7 @@ after it.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from common.tables import TableSpec
 log = logging.getLogger(__name__)
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+AUTO_MERGE_CONF = "spark.databricks.delta.schema.autoMerge.enabled"  # MERGE adds new spec columns
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 # How far back to look for this store's own commit when working out the version it wrote.
 _HISTORY_SEARCH = 100
@@ -58,19 +60,28 @@ class SparkDeltaStore(DeltaStore):
             return None
         return int(self._table(table).history(1).select("version").first()[0])
 
+    def _schema_json(self, table: TableSpec) -> dict[str, Any] | None:
+        if not self.exists(table):
+            return None
+        return json.loads(self.spark.read.format("delta").load(self.path(table)).schema.json())
+
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         self._require_table(table)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         try:
-            return reader.load(self.path(table)).select(*table.columns)
+            df = reader.load(self.path(table))
         except AnalysisException as exc:
             if version is None:
                 raise
             raise InputError(
                 f"{table.name}: version {version} of the Delta table at {self.path(table)} cannot be read ({exc})"
             ) from exc
+        # A version written before the spec gained a column reads it as null.
+        return df.select(
+            *(df[f.name] if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name) for f in table.schema)
+        )
 
     def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
         self._require_table(table)
@@ -144,7 +155,7 @@ class SparkDeltaStore(DeltaStore):
             return self._version_of(table, write_id)
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in merge_keys)
         write_id = self._write_id()
-        with self._temporary_conf({USER_METADATA_CONF: write_id}):
+        with self._temporary_conf({USER_METADATA_CONF: write_id, AUTO_MERGE_CONF: "true"}):
             (
                 self._table(table)
                 .alias("t")
@@ -185,10 +196,13 @@ class SparkDeltaStore(DeltaStore):
         log.info("vacuum %s: %d files removed", table.name, len(removed))
         return removed
 
-    def optimize(self, table: TableSpec) -> dict[str, Any]:
-        """Compact small files (``OPTIMIZE``); returns delta-spark's metrics."""
+    def optimize(self, table: TableSpec, zorder_by: Sequence[str] = ()) -> dict[str, Any]:
+        """Compact small files (``OPTIMIZE``, ``ZORDER BY zorder_by`` when given);
+        returns delta-spark's metrics."""
+        self._check_zorder(table, zorder_by)
         self._require_table(table)
-        result = self._table(table).optimize().executeCompaction().collect()
+        builder = self._table(table).optimize()
+        result = (builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()).collect()
         metrics = result[0]["metrics"].asDict(recursive=True) if result else {}
         log.info("optimize %s: %s", table.name, metrics)
         return metrics
@@ -229,6 +243,9 @@ class SparkDeltaStore(DeltaStore):
             .mode(mode)
             .option("maxRecordsPerFile", self.target_file_rows)
             .option("userMetadata", write_id)
+            # Columns the spec added since the table was created are added to it;
+            # conform() has refused any change of an existing column's type.
+            .option("mergeSchema", "true")
         )
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)

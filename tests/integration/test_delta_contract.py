@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -344,6 +345,100 @@ def test_optimize_compacts_files_and_keeps_rows(dstore: DeltaStore, spark: Spark
         spec,
         orders(spark, (1, "a", "1.00"), (2, "c2", "2.00"), (3, "c3", "3.00"), (4, "c4", "4.00")),
     )
+
+
+def test_optimize_z_orders_by_key_and_refuses_partition_columns(dstore: DeltaStore, spark: SparkSession):
+    spec = orders_spec()
+    dstore.overwrite(spec, orders(spark, (5, "e", "5.00"), (1, "a", "1.00")))
+    dstore.append(spec, orders(spark, (3, "c", "3.00")))
+
+    dstore.optimize(spec, zorder_by=["id"])
+
+    (only,) = live_files(dstore, spec)
+    latest = dstore.history(spec, limit=1)[0]
+    assert latest.operation == "OPTIMIZE"
+    if dstore.backend == "delta-spark":  # delta-spark records the Z-order columns
+        assert json.loads(latest.parameters["zOrderBy"]) == ["id"]
+    else:  # delta-rs records none, but sorts the rewritten file by the Z-value
+        assert pq.read_table(only.removeprefix("file://"), columns=["id"])["id"].to_pylist() == [1, 3, 5]
+    assert_table(dstore, spec, orders(spark, (5, "e", "5.00"), (1, "a", "1.00"), (3, "c", "3.00")))
+    with pytest.raises(SchemaMismatch, match=r"cannot Z-order by \['event_date'\]"):
+        dstore.optimize(events_spec(), zorder_by=["event_date"])
+
+
+ORDERS_V2 = T.StructType([*ORDERS.fields, T.StructField("channel", T.StringType())])
+
+
+def test_a_column_added_to_the_spec_migrates_the_table(dstore: DeltaStore, spark: SparkSession):
+    """Schema evolution: the table gains the declared column; older rows read it as null."""
+    v1, v2 = orders_spec(), TableSpec("silver.t_contract_orders", ORDERS_V2, keys=("id",))
+    dstore.overwrite(v1, orders(spark, (1, "a", "1.00")))
+
+    assert dstore.schema_changes(v2) == ("channel",)
+    version = dstore.append(v2, spark.createDataFrame([(2, "b", Decimal("2.00"), "app")], ORDERS_V2))
+    dstore.merge(v2, spark.createDataFrame([(1, "a", Decimal("1.50"), "web")], ORDERS_V2))
+
+    # delta-spark adds the column in the append's own commit, delta-rs in one before it.
+    assert version in (1, 2) and dstore.schema_changes(v2) == ()
+    assert_table(
+        dstore,
+        v2,
+        spark.createDataFrame([(1, "a", Decimal("1.50"), "web"), (2, "b", Decimal("2.00"), "app")], ORDERS_V2),
+    )
+    # Version 0 predates the column: it reads as null through the new spec.
+    assertDataFrameEqual(
+        dstore.read(v2, version=0), spark.createDataFrame([(1, "a", Decimal("1.00"), None)], ORDERS_V2)
+    )
+
+
+def test_an_incompatible_type_change_stops_with_the_table_and_column(dstore: DeltaStore, spark: SparkSession):
+    spec = orders_spec()
+    dstore.overwrite(spec, orders(spark, (1, "a", "1.00")))
+    changed = T.StructType([*ORDERS.fields[:2], T.StructField("amount", T.StringType())])
+    retyped = TableSpec(spec.name, changed, keys=("id",))
+
+    with pytest.raises(SchemaMismatch) as raised:
+        dstore.append(retyped, spark.createDataFrame([(2, "b", "2.00")], changed))
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "silver.t_contract_orders: column amount" in message and '"decimal(18,2)"' in message
+    assert dstore.version(spec) == 0
+    assert_table(dstore, spec, orders(spark, (1, "a", "1.00")))
+
+
+@pytest.mark.parametrize(
+    "writer, reader",
+    [
+        pytest.param("delta-rs", "delta-spark", id="rs-to-spark"),
+        pytest.param("delta-spark", "delta-rs", id="spark-to-rs"),
+    ],
+)
+def test_either_store_reads_and_continues_the_others_tables(
+    writer: str, reader: str, spark: SparkSession, cfg: ShopLakeConfig
+):
+    """Same rows at every version and the same version history through the other store
+    (and through delta-rs' own reader, in assert_table), for a plain and a partitioned table."""
+    if _SKIP_DELTA_SPARK:
+        pytest.skip(_SKIP_DELTA_SPARK)
+    first, second = (make_store(b, spark, cfg.lake_root) for b in (writer, reader))
+    spec, parted = orders_spec(), events_spec()
+    first.overwrite(spec, orders(spark, (1, "a", "1.00"), (2, "b", "2.00")))
+    first.merge(spec, orders(spark, (2, "b", "2.50"), (3, "c", "3.00")))
+    first.delete_where(spec, "id = 1")
+    first.overwrite(parted, events(spark, ("e1", "2024-01-01", "view"), ("e2", "2024-01-02", "buy")))
+    first.replace_where(parted, events(spark, ("e3", "2024-01-02", "cart")), "event_date = DATE'2024-01-02'")
+
+    for table in (spec, parted):
+        assert [c.version for c in second.history(table)] == [c.version for c in first.history(table)]
+        for version in range(first.version(table) + 1):
+            assertDataFrameEqual(second.read(table, version), first.read(table, version))
+    assert_table(second, spec, orders(spark, (2, "b", "2.50"), (3, "c", "3.00")))
+    assert_table(second, parted, events(spark, ("e1", "2024-01-01", "view"), ("e3", "2024-01-02", "cart")))
+
+    # The other store writes on: its commit is the next version, read back by the first.
+    assert second.append(spec, orders(spark, (4, "d", "4.00"))) == 3
+    assert_table(first, spec, orders(spark, (2, "b", "2.50"), (3, "c", "3.00"), (4, "d", "4.00")))
 
 
 def test_partitioned_table_round_trip(dstore: DeltaStore, spark: SparkSession):
