@@ -50,6 +50,11 @@ class ReconciliationError(ShopLakeError):
     exit_code = 6
 
 
+class WriteConflict(ShopLakeError):
+    """Another writer committed to the same Delta table first; nothing was written, a
+    re-run applies the write on top of the other one."""
+
+
 class UnsupportedTableProtocol(EnvironmentProblem):
     """A Delta table needs a newer reader or writer than this ShopLake's Delta engine."""
 

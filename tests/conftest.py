@@ -35,6 +35,24 @@ TEST_SPARK_CONF = [
 ]
 
 
+def delta_spark_skip_reason() -> str | None:
+    """Why tests of the delta-spark store cannot run here, or None. Under CI they must
+    run: missing jars are an error there, not a skip."""
+    from common.delta.jars import jar_folder, local_delta_jars
+
+    if local_delta_jars(PROJECT_ROOT / "jars"):
+        return None
+    reason = f"no delta-spark jars in {jar_folder(PROJECT_ROOT / 'jars')}: run `make jars` (needs Maven)"
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI must test the delta-spark store, but {reason}")
+    return reason
+
+
+DELTA_SPARK_SKIP = delta_spark_skip_reason()
+# For tests that write through delta-spark (the shared session loads its jars).
+requires_delta_spark = pytest.mark.skipif(DELTA_SPARK_SKIP is not None, reason=DELTA_SPARK_SKIP or "")
+
+
 def make_config(tmp_path: Path, *overrides: str, env: str = "local") -> ShopLakeConfig:
     """A local config whose lake and landing folders live under ``tmp_path``."""
     return load_config(

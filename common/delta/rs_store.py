@@ -69,6 +69,7 @@ from common.errors import (
     SchemaMismatch,
     ShopLakeError,
     UnsupportedTableProtocol,
+    WriteConflict,
     is_disk_full,
 )
 from common.tables import TableSpec
@@ -899,7 +900,7 @@ class RsDeltaStore(DeltaStore):
                     "lake.backend=delta-spark"
                 ) from exc
             if isinstance(exc, CommitFailedError):
-                raise ShopLakeError(
+                raise WriteConflict(
                     f"{table.name}: {operation} conflicted with a concurrent commit to "
                     f"{loc.delta_uri} (read version {read_version}); nothing was written, "
                     f"re-run it: {exc}"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pyspark.errors import AnalysisException
@@ -24,7 +25,7 @@ from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
 from common.delta.base import Commit, DeltaStore
-from common.errors import InputError
+from common.errors import InputError, WriteConflict
 from common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 AUTO_MERGE_CONF = "spark.databricks.delta.schema.autoMerge.enabled"  # MERGE adds new spec columns
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+# delta-spark's optimistic-concurrency failures (io.delta.exceptions.*), most specific first.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DeltaConcurrentModificationException",
+)
 # How far back to look for this store's own commit when working out the version it wrote.
 _HISTORY_SEARCH = 100
 
@@ -110,7 +122,8 @@ class SparkDeltaStore(DeltaStore):
     # -- writing ----------------------------------------------------------------
     def overwrite(self, table: TableSpec, df: DataFrame) -> int:
         write_id = self._write_id()
-        self._writer(table, self.conform(table, df), "overwrite", write_id).save(self.path(table))
+        with self._conflicts_named(table, "overwrite"):
+            self._writer(table, self.conform(table, df), "overwrite", write_id).save(self.path(table))
         return self._version_of(table, write_id)
 
     def append(self, table: TableSpec, df: DataFrame) -> int:
@@ -119,7 +132,8 @@ class SparkDeltaStore(DeltaStore):
             # delta-spark would commit an empty version; the contract is "nothing".
             return self._require_version(table)
         write_id = self._write_id()
-        self._writer(table, conformed, "append", write_id).save(self.path(table))
+        with self._conflicts_named(table, "append"):
+            self._writer(table, conformed, "append", write_id).save(self.path(table))
         return self._version_of(table, write_id)
 
     def replace_where(self, table: TableSpec, df: DataFrame, predicate: str) -> int:
@@ -137,7 +151,8 @@ class SparkDeltaStore(DeltaStore):
         writer = self._writer(table, conformed, "overwrite", write_id)
         if self.exists(table):
             writer = writer.option("replaceWhere", predicate)
-        writer.save(self.path(table))
+        with self._conflicts_named(table, "replace_where"):
+            writer.save(self.path(table))
         return self._version_of(table, write_id)
 
     def merge(self, table: TableSpec, df: DataFrame, keys: Sequence[str] | None = None) -> int:
@@ -151,11 +166,15 @@ class SparkDeltaStore(DeltaStore):
         self._require_unique_keys(table, source, merge_keys)
         if not self.exists(table):
             write_id = self._write_id()
-            self._writer(table, source, "append", write_id).save(self.path(table))
+            with self._conflicts_named(table, "merge"):
+                self._writer(table, source, "append", write_id).save(self.path(table))
             return self._version_of(table, write_id)
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in merge_keys)
         write_id = self._write_id()
-        with self._temporary_conf({USER_METADATA_CONF: write_id, AUTO_MERGE_CONF: "true"}):
+        with (
+            self._conflicts_named(table, "merge"),
+            self._temporary_conf({USER_METADATA_CONF: write_id, AUTO_MERGE_CONF: "true"}),
+        ):
             (
                 self._table(table)
                 .alias("t")
@@ -173,7 +192,7 @@ class SparkDeltaStore(DeltaStore):
         if self.read(table).where(F.expr(predicate)).isEmpty():
             return self._require_version(table)
         write_id = self._write_id()
-        with self._temporary_conf({USER_METADATA_CONF: write_id}):
+        with self._conflicts_named(table, "delete"), self._temporary_conf({USER_METADATA_CONF: write_id}):
             self._table(table).delete(predicate)
         return self._version_of(table, write_id)
 
@@ -228,6 +247,22 @@ class SparkDeltaStore(DeltaStore):
         if version is None:
             raise InputError(f"{table.name}: no Delta table at {self.path(table)}")
         return version
+
+    @contextmanager
+    def _conflicts_named(self, table: TableSpec, operation: str) -> Iterator[None]:
+        """Turn delta-spark's concurrent-modification errors (another writer committed
+        first, optimistic concurrency) into one line a person can act on."""
+        try:
+            yield
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if not any(name in text for name in _CONFLICTS):
+                raise
+            kind = next(name for name in _CONFLICTS if name in text)
+            raise WriteConflict(
+                f"{table.name}: {operation} conflicted with a concurrent commit to {self.path(table)} ({kind}); "
+                "nothing was written, re-run it"
+            ) from exc
 
     @staticmethod
     def _write_id() -> str:

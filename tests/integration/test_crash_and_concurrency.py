@@ -34,7 +34,7 @@ from deltalake import DeltaTable
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, BRONZE_QUARANTINE
 from jobs.generate import generate
 from jobs.registry import run_job
-from tests.conftest import TEST_SPARK_CONF, make_config
+from tests.conftest import TEST_SPARK_CONF, make_config, requires_delta_spark
 
 pytestmark = pytest.mark.slow  # every test starts one or more Spark JVMs as subprocesses
 
@@ -44,18 +44,18 @@ STAGING = "_shoplake_staging"
 
 
 # ----------------------------------------------------------------------- helpers
-def cli_args(tmp: Path, job: str) -> list[str]:
+def cli_args(tmp: Path, job: str, backend: str | None = None) -> list[str]:
     args = [sys.executable, "-m", "jobs.cli", "run", job]
     for item in [*TEST_SPARK_CONF, f"lake.root={tmp / 'lake'}", f"landing.root={tmp / 'landing'}"]:
         args += ["--set", item]
-    return args
+    return args + (["--set", f"lake.backend={backend}"] if backend else [])
 
 
-def start(tmp: Path, job: str, env: dict | None = None) -> subprocess.Popen:
+def start(tmp: Path, job: str, env: dict | None = None, backend: str | None = None) -> subprocess.Popen:
     # A session of its own, so a kill takes the JVM down with the Python driver,
     # as a crash of the machine or the container would.
     return subprocess.Popen(
-        cli_args(tmp, job),
+        cli_args(tmp, job, backend),
         cwd=PROJECT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
@@ -90,6 +90,11 @@ def kill_when(proc: subprocess.Popen, condition: Callable[[], bool], timeout: fl
 def staging_in(lake: Path, layer: str, table: str = "*") -> Callable[[], bool]:
     """True once a write to ``<layer>/<table>`` has started staging Parquet files."""
     return lambda: any(lake.glob(f"{layer}/{table}/{STAGING}/*"))
+
+
+def committed_in(lake: Path, layer: str) -> Callable[[], bool]:
+    """True once the first table of ``layer`` has committed a version."""
+    return lambda: any(lake.glob(f"{layer}/*/_delta_log/*.json"))
 
 
 def delta_tables(lake: Path) -> dict[str, Path]:
@@ -250,10 +255,11 @@ def test_gold_job_killed_mid_publish_is_repaired_by_the_next_run(spark, referenc
     assert any(repaired.values()), "basket wrote no gold rows: the comparison would prove nothing"
 
 
-def test_two_ingest_runs_at_once_serialise_or_one_fails_cleanly(spark, landing):
+@pytest.mark.parametrize("backend", ["delta-rs", pytest.param("delta-spark", marks=requires_delta_spark)])
+def test_two_ingest_runs_at_once_serialise_or_one_fails_cleanly(spark, landing, backend):
     tmp, manifest = landing
     lake = tmp / "lake"
-    procs = [start(tmp, "ingest"), start(tmp, "ingest")]
+    procs = [start(tmp, "ingest", backend=backend), start(tmp, "ingest", backend=backend)]
     outcomes = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -269,8 +275,45 @@ def test_two_ingest_runs_at_once_serialise_or_one_fails_cleanly(spark, landing):
     assert_bronze_reconciles(rows, manifest, tmp / "landing")
 
     before = versions(lake)
-    result = run_job(spark, make_config(tmp), "ingest")
+    result = run_job(spark, make_config(tmp, f"lake.backend={backend}"), "ingest")
     assert "no new files" in result.summary
     after = versions(lake)
     assert after.pop("ops.run_log") == before.pop("ops.run_log") + 1
     assert after == before
+
+
+@requires_delta_spark
+def test_delta_spark_ingest_and_clean_killed_mid_publish_are_repaired(spark, reference, landing, secret_env):
+    """The kill tests above on delta-spark, which writes data files into the table folder
+    and commits them with one log entry: killed once the first bronze (then silver) table
+    has committed, every table reads at a complete version, and the re-run equals an
+    uninterrupted run (the reference lake, built by the default backend)."""
+    tmp, manifest = landing
+    lake, cfg = tmp / "lake", make_config(tmp, "lake.backend=delta-spark")
+
+    kill_when(start(tmp, "ingest", backend="delta-spark"), committed_in(lake, "bronze"))
+    rows = read_all(lake)
+    assert "bronze.ingested_files" not in rows and set(rows) <= {
+        *manifest["valid_records_expected"],
+        BRONZE_QUARANTINE.name,
+    }
+    assert_no_duplicates(rows)
+    run_job(spark, cfg, "ingest")
+    rows = read_all(lake)
+    assert_no_duplicates(rows)
+    assert_bronze_reconciles(rows, manifest, tmp / "landing")
+
+    kill_when(start(tmp, "clean", SECRET, backend="delta-spark"), committed_in(lake, "silver"))
+    rows = read_all(lake)
+    published = [name for name in rows if name.startswith("silver.")]
+    assert published and len(published) < len([t for t in ALL_TABLES if t.startswith("silver.")])
+    assert_no_duplicates(rows)
+    run_job(spark, cfg, "clean")
+    rows = read_all(lake)
+    assert_no_duplicates(rows)
+    silver = {name: sorted(map(repr, r)) for name, r in rows.items() if name.startswith("silver.")}
+    reference_rows = read_all(reference[0] / "lake")
+    assert silver == {n: sorted(map(repr, r)) for n, r in reference_rows.items() if n.startswith("silver.")}
+    # The tables are delta-spark's own (the reference lake's are delta-rs').
+    first_commit = (lake / "silver" / "orders" / "_delta_log" / f"{0:020d}.json").read_text()
+    assert "Delta-Lake/" in first_commit

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -28,27 +30,15 @@ from pyspark.testing import assertDataFrameEqual
 
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, delta_spark_available
-from common.delta.jars import jar_folder, local_delta_jars
 from common.delta.rs_store import STAGING_DIR, RsDeltaStore
 from common.delta.spark_store import SparkDeltaStore
-from common.errors import InputError, SchemaMismatch, ShopLakeError
+from common.errors import InputError, SchemaMismatch, ShopLakeError, WriteConflict
 from common.tables import TableSpec
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import DELTA_SPARK_SKIP, requires_delta_spark
 
 # ------------------------------------------------------------------ backends
 
 
-def _delta_spark_skip_reason() -> str | None:
-    """Why the delta-spark half cannot run here, or None. In CI it must run: no skip."""
-    if local_delta_jars(PROJECT_ROOT / "jars") or os.environ.get("SHOPLAKE_TEST_DELTA_SPARK") == "1":
-        return None
-    reason = f"no delta-spark jars in {jar_folder(PROJECT_ROOT / 'jars')}: run `make jars` (needs Maven)"
-    if os.environ.get("CI"):
-        raise RuntimeError(f"CI must test the delta-spark store, but {reason}")
-    return reason
-
-
-_SKIP_DELTA_SPARK = _delta_spark_skip_reason()
 BACKENDS = [
     pytest.param("delta-rs", id="delta-rs"),
     pytest.param(
@@ -56,7 +46,7 @@ BACKENDS = [
         id="delta-spark",
         marks=[
             pytest.mark.delta_spark,
-            pytest.mark.skipif(_SKIP_DELTA_SPARK is not None, reason=_SKIP_DELTA_SPARK or ""),
+            requires_delta_spark,
         ],
     ),
 ]
@@ -407,6 +397,34 @@ def test_an_incompatible_type_change_stops_with_the_table_and_column(dstore: Del
     assert_table(dstore, spec, orders(spark, (1, "a", "1.00")))
 
 
+def test_concurrent_merges_serialise_or_one_fails_with_a_clear_conflict(dstore: DeltaStore, spark: SparkSession):
+    """Two merges into one table at once: each either commits or fails with one line
+    naming the conflict (nothing written); re-running the loser loses and repeats nothing."""
+    spec = orders_spec()
+    dstore.overwrite(spec, orders(spark, (0, "z", "0.00")))
+    batches = [orders(spark, *[(i, f"w{w}", "1.00") for i in range(w * 100, w * 100 + 40)]) for w in (1, 2)]
+    start = threading.Barrier(2)
+
+    def merge(batch: DataFrame) -> str | None:
+        start.wait()
+        try:
+            dstore.merge(spec, batch)
+        except WriteConflict as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(merge, batches))
+
+    for outcome in filter(None, outcomes):
+        assert "conflicted with a concurrent commit" in outcome and "\n" not in outcome, outcome
+    for batch, outcome in zip(batches, outcomes):
+        if outcome:
+            dstore.merge(spec, batch)
+    ids = sorted(r["id"] for r in dstore.read(spec).select("id").collect())
+    assert ids == [0, *range(100, 140), *range(200, 240)]
+
+
 @pytest.mark.parametrize(
     "writer, reader",
     [
@@ -419,8 +437,8 @@ def test_either_store_reads_and_continues_the_others_tables(
 ):
     """Same rows at every version and the same version history through the other store
     (and through delta-rs' own reader, in assert_table), for a plain and a partitioned table."""
-    if _SKIP_DELTA_SPARK:
-        pytest.skip(_SKIP_DELTA_SPARK)
+    if DELTA_SPARK_SKIP:
+        pytest.skip(DELTA_SPARK_SKIP)
     first, second = (make_store(b, spark, cfg.lake_root) for b in (writer, reader))
     spec, parted = orders_spec(), events_spec()
     first.overwrite(spec, orders(spark, (1, "a", "1.00"), (2, "b", "2.00")))
