@@ -17,6 +17,7 @@ from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
+from common.delta import resolve_backend
 from common.delta.jars import delta_coordinate, jar_folder, local_delta_jars
 from common.errors import EnvironmentProblem
 
@@ -134,8 +135,6 @@ def build_spark(cfg: ShopLakeConfig, extra_conf: dict[str, str] | None = None) -
             ) from exc
         raise
     spark.sparkContext.setLogLevel("WARN")
-    from common.delta import resolve_backend
-
     backend, reason = resolve_backend(spark, cfg)
     log.info("Delta backend: %s (%s)", backend, reason)
     return spark

@@ -1,9 +1,10 @@
-"""Delta tables through the JVM delta-spark connector (used on clusters).
+"""Delta tables through the JVM delta-spark connector (clusters, and local sessions
+once ``shoplake jars`` has fetched the jars).
 
 Needs the delta-spark jars on the classpath and the Delta SQL extension in the
-session (``--packages io.delta:delta-spark_2.13:4.4.1``; see
-:func:`common.delta.delta_spark_available`). Every operation is a single Delta
-commit made by delta-spark itself, so atomicity and conflict detection are
+session (``--packages io.delta:delta-spark_4.2_2.13:4.4.0`` on a cluster; see
+:mod:`common.delta.jars` and :func:`common.delta.delta_spark_available`). Every
+operation is a single Delta commit made by delta-spark itself, so atomicity and conflict detection are
 delta-spark's (optimistic concurrency, WriteSerializable by default).
 
 Each write tags its commit with a unique ``userMetadata`` so the version it

@@ -2,8 +2,9 @@
 
 A master and one worker (1 core, 1 GB) bound to 127.0.0.1 are started with
 `$SPARK_HOME/bin/spark-class`, the package is built with `shoplake package`, and
-`spark-submit --master spark://127.0.0.1:PORT --py-files dist/<zip> dist/main.py
-pipeline ...` runs on a small generated shop. Executors must import ShopLake from
+`spark-submit --master spark://127.0.0.1:PORT --jars <delta-spark jars> --py-files dist/<zip>
+dist/main.py pipeline --env cluster ...` runs on a small generated shop, writing through
+delta-spark. Executors must import ShopLake from
 the shipped zip with the venv's Python; the tables must reconcile with the
 generator's manifest. The cluster's process groups are killed in a finally.
 """
@@ -26,14 +27,15 @@ import pyspark
 import pytest
 
 from common.delta import open_store
-from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, OPS_RUN_LOG, get_table
+from common.delta.jars import local_delta_jars
+from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, GOLD_PROFILES, OPS_RUN_LOG, SILVER_CUSTOMERS, get_table
 from jobs.clean import SILVER_SPECS
 from jobs.generate import generate
 from jobs.package import build_dist
-from tests.conftest import TEST_SECRET, make_config
+from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_config, requires_delta_spark
 
-# The jobs submitted to the cluster; gold jobs join this list as they land.
-CLUSTER_JOBS = ("ingest", "clean")
+# The jobs submitted to the cluster: bronze, silver and two gold jobs, through delta-spark.
+CLUSTER_JOBS = ("ingest", "clean", "profile", "basket")
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 SILVER_EXPECTED = {
     "silver.events": "events",
@@ -124,6 +126,7 @@ def wait_for(condition, procs: dict[str, subprocess.Popen], work: Path, what: st
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}:\n{log_tail(work / 'worker.log')}")
 
 
+@requires_delta_spark
 def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path):
     manifest = generate(tmp_path / "landing", users=120, days=5, seed=11, start_date=date(2024, 3, 1))
     built = build_dist(tmp_path / "dist", wheel=False)
@@ -140,13 +143,14 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "spark-submit"), "--master", master, "--deploy-mode", "client"]
             + ["--conf", "spark.executor.memory=640m", "--conf", "spark.cores.max=1"]
-            + ["--conf", "spark.ui.enabled=false", "--py-files", str(built["zip"]), str(built["entry"])]
-            + ["pipeline", "--jobs", ",".join(CLUSTER_JOBS)]
+            + ["--conf", "spark.ui.enabled=false", "--jars", ",".join(local_delta_jars(PROJECT_ROOT / "jars"))]
+            + ["--py-files", str(built["zip"]), str(built["entry"])]
+            + ["pipeline", "--env", "cluster", "--jobs", ",".join(CLUSTER_JOBS)]
             + ["--set", f"lake.root={lake}", "--set", f"landing.root={tmp_path / 'landing'}"]
             + ["--set", "spark.conf.spark.sql.shuffle.partitions=2"],
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=1500,  # generous: a shared 2-core machine, one executor core
             env=env,
             cwd=tmp_path,
         )
@@ -154,6 +158,7 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert f"master {master}" in output
+    assert "Delta backend: delta-spark (lake.backend is delta-spark; delta-spark jars from the launcher" in output
     # spark-submit merges the Python driver's stderr (progress lines) into its stdout.
     n = len(CLUSTER_JOBS)
     assert [f"[{i}/{n}] {job} done in" in output for i, job in enumerate(CLUSTER_JOBS, 1)] == [True] * n
@@ -191,3 +196,11 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
         assert store.read(ALL_TABLES[name]).count() == manifest["silver_expected"][key], name
     for name, spec in SILVER_SPECS.items():
         assert store.read(spec).groupBy(*spec.keys).count().where("count > 1").count() == 0, name
+    # Gold: one profile per registered customer, written by delta-spark on the cluster.
+    profiles = {r["user_key"] for r in store.read(GOLD_PROFILES).select("user_key").collect()}
+    customers = {r["user_key"] for r in store.read(SILVER_CUSTOMERS).select("user_key").collect()}
+    assert store.read(GOLD_PROFILES).count() == len(profiles) == len(customers)
+    assert profiles == customers
+    for spec in (GOLD_PROFILES, SILVER_CUSTOMERS, BRONZE_DATA_TABLES["orders"]):
+        first_commit = Path(store.path(spec), "_delta_log", f"{0:020d}.json").read_text()
+        assert "Delta-Lake/" in first_commit, spec.name  # delta-spark's engineInfo
