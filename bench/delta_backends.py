@@ -77,6 +77,8 @@ def markdown(rows: list[dict], command: str) -> str:
             pair = {r["backend"]: r["total_s"] for r in mine if r["run"] == run}
             if len(pair) == 2:
                 ratios.append(pair["delta-spark"] / pair["delta-rs"])
+        if not ratios:
+            continue  # written after every backend run: the first run's pair may be half done
         medians = {b: statistics.median(r["total_s"] for r in mine if r["backend"] == b) for b in BACKENDS}
         lines.append(
             f"- {scale[0]:,} x {scale[1]}: median ingest+clean delta-rs {medians['delta-rs']:.1f} s, "

@@ -34,8 +34,8 @@ from jobs.generate import generate
 from jobs.package import build_dist
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_config, requires_delta_spark
 
-# The jobs submitted to the cluster: bronze, silver and two gold jobs, through delta-spark.
-CLUSTER_JOBS = ("ingest", "clean", "profile", "basket")
+# The jobs submitted to the cluster: bronze, silver and a gold job, through delta-spark.
+CLUSTER_JOBS = ("ingest", "clean", "profile")
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 SILVER_EXPECTED = {
     "silver.events": "events",
@@ -201,6 +201,6 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
     customers = {r["user_key"] for r in store.read(SILVER_CUSTOMERS).select("user_key").collect()}
     assert store.read(GOLD_PROFILES).count() == len(profiles) == len(customers)
     assert profiles == customers
-    for spec in (GOLD_PROFILES, SILVER_CUSTOMERS, BRONZE_DATA_TABLES["orders"]):
+    for spec in (GOLD_PROFILES, SILVER_CUSTOMERS, get_table("bronze.orders")):
         first_commit = Path(store.path(spec), "_delta_log", f"{0:020d}.json").read_text()
         assert "Delta-Lake/" in first_commit, spec.name  # delta-spark's engineInfo
