@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -115,6 +116,26 @@ class DeltaStore(ABC):
     @abstractmethod
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame (latest, or as of ``version``)."""
+
+    def version_at(self, table: TableSpec, when: datetime) -> int:
+        """Time travel by timestamp: the latest version committed at or before ``when``
+        (Delta's ``timestampAsOf``), for :meth:`read`. Naive datetimes are UTC.
+
+        Raises:
+            InputError: when the table's first commit is later than ``when``.
+        """
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        millis = int(when.timestamp() * 1000)
+        history = self.history(table)
+        earlier = [c.version for c in history if c.timestamp_ms <= millis]
+        if not earlier:
+            first = min(history, key=lambda c: c.version)
+            raise InputError(
+                f"{table.name}: no version at {when.isoformat()}: the first commit is at "
+                f"{datetime.fromtimestamp(first.timestamp_ms / 1000, timezone.utc).isoformat()}"
+            )
+        return max(earlier)
 
     def require(self, *tables: TableSpec, producer: str) -> None:
         """Raise :class:`InputError` for the first of ``tables`` that does not exist

@@ -167,6 +167,22 @@ def test_overwrite_append_and_time_travel(dstore: DeltaStore, spark: SparkSessio
     assert_table(dstore, spec, orders(spark, (1, "a", "1.10"), (2, "b", "2.20"), (3, "c", "3.30")), version=1)
 
 
+def test_time_travel_by_timestamp(dstore: DeltaStore, spark: SparkSession):
+    spec = orders_spec()
+    dstore.overwrite(spec, orders(spark, (1, "a", "1.10")))
+    first = dstore.history(spec)[0]
+    dstore.overwrite(spec, orders(spark, (2, "b", "2.20")))
+    second = dstore.history(spec)[0]
+    between = datetime.fromtimestamp(first.timestamp_ms / 1000, timezone.utc)
+
+    assert second.timestamp_ms > first.timestamp_ms
+    assert dstore.version_at(spec, between) == 0
+    assert dstore.version_at(spec, datetime.fromtimestamp(second.timestamp_ms / 1000, timezone.utc)) == 1
+    assert_table(dstore, spec, orders(spark, (1, "a", "1.10")), version=dstore.version_at(spec, between))
+    with pytest.raises(InputError, match="no version at"):
+        dstore.version_at(spec, datetime(2000, 1, 1))
+
+
 def test_empty_append_creates_missing_table_and_otherwise_commits_nothing(dstore: DeltaStore, spark: SparkSession):
     spec = orders_spec()
     empty = spark.createDataFrame([], ORDERS)
