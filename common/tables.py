@@ -79,6 +79,12 @@ class TableSpec:
         return self.name.split(".", 1)[0]
 
     @property
+    def change_data_feed(self) -> bool:
+        """Silver tables record their row-level changes (Delta's Change Data Feed, on
+        delta-spark), so consumers read what changed since a version, not everything."""
+        return self.layer == "silver"
+
+    @property
     def short_name(self) -> str:
         return self.name.split(".", 1)[1]
 

@@ -154,6 +154,19 @@ class DeltaStore(ABC):
         log.info("%s does not exist: read as empty", table.name)
         return self.spark.createDataFrame([], table.schema)
 
+    def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        """Row-level changes between two versions (inclusive): the spec's columns plus
+        ``_change_type`` (insert, update_preimage, update_postimage, delete),
+        ``_commit_version`` and ``_commit_timestamp``; Delta's Change Data Feed.
+
+        Raises:
+            InputError: when the engine or the table does not record changes.
+        """
+        raise InputError(
+            f"{table.name}: reading changes needs Delta's Change Data Feed, which the {self.backend} "
+            "store does not write: use lake.backend=delta-spark"
+        )
+
     @abstractmethod
     def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
         """Commits, newest first."""

@@ -120,6 +120,21 @@ class SparkDeltaStore(DeltaStore):
             for r in rows
         ]
 
+    def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        self._require_table(table)
+        reader = self.spark.read.format("delta").option("readChangeFeed", "true")
+        reader = reader.option("startingVersion", start_version)
+        if end_version is not None:
+            reader = reader.option("endingVersion", end_version)
+        try:
+            df = reader.load(self.path(table))
+            return df.select(*table.columns, "_change_type", "_commit_version", "_commit_timestamp")
+        except AnalysisException as exc:
+            raise InputError(
+                f"{table.name}: no change data from version {start_version} at {self.path(table)} "
+                f"(Change Data Feed off for those versions, or versions missing): {str(exc).splitlines()[0]}"
+            ) from exc
+
     # -- writing ----------------------------------------------------------------
     def overwrite(self, table: TableSpec, df: DataFrame) -> int:
         write_id = self._write_id()
@@ -285,6 +300,9 @@ class SparkDeltaStore(DeltaStore):
         )
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
+        if table.change_data_feed:
+            # A table property: takes effect when this write creates the table.
+            writer = writer.option("delta.enableChangeDataFeed", "true")
         return writer
 
     def _version_of(self, table: TableSpec, write_id: str) -> int:

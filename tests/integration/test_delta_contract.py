@@ -167,6 +167,21 @@ def test_overwrite_append_and_time_travel(dstore: DeltaStore, spark: SparkSessio
     assert_table(dstore, spec, orders(spark, (1, "a", "1.10"), (2, "b", "2.20"), (3, "c", "3.30")), version=1)
 
 
+def test_silver_tables_record_row_changes_on_delta_spark(dstore: DeltaStore, spark: SparkSession):
+    spec = orders_spec()  # a silver table: Change Data Feed on (common.tables.TableSpec.change_data_feed)
+    dstore.overwrite(spec, orders(spark, (1, "a", "1.00"), (2, "b", "2.00")))
+    if dstore.backend == "delta-rs":
+        with pytest.raises(InputError, match="lake.backend=delta-spark"):
+            dstore.changes(spec, 0)
+        return
+    dstore.merge(spec, orders(spark, (2, "b", "2.50"), (3, "c", "3.00")))
+    dstore.delete_where(spec, "id = 1")
+
+    got = {(r["id"], r["_change_type"], r["_commit_version"]) for r in dstore.changes(spec, 1).collect()}
+    assert got == {(2, "update_preimage", 1), (2, "update_postimage", 1), (3, "insert", 1), (1, "delete", 2)}
+    assert {r["_change_type"] for r in dstore.changes(spec, 0, 0).collect()} == {"insert"}
+
+
 def test_time_travel_by_timestamp(dstore: DeltaStore, spark: SparkSession):
     spec = orders_spec()
     dstore.overwrite(spec, orders(spark, (1, "a", "1.10")))
