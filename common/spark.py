@@ -17,7 +17,7 @@ from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
-from common.delta import resolve_backend
+from common.delta import DELTA_REASON_CONF, resolve_backend
 from common.delta.jars import delta_coordinate, jar_folder, local_delta_jars
 from common.errors import EnvironmentProblem
 
@@ -34,8 +34,6 @@ DELTA_SPARK_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
-# Why the session has (or lacks) delta-spark, for the start-up line of every job.
-DELTA_REASON_CONF = "spark.shoplake.delta.reason"
 
 
 def ensure_java() -> None:

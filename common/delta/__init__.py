@@ -13,7 +13,10 @@ from common.errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Commit", "DeltaStore", "delta_spark_available", "open_store", "resolve_backend"]
+# Set by common.spark.build_spark: why the session has (or lacks) delta-spark.
+DELTA_REASON_CONF = "spark.shoplake.delta.reason"
+
+__all__ = ["DELTA_REASON_CONF", "Commit", "DeltaStore", "delta_spark_available", "open_store", "resolve_backend"]
 
 
 def delta_spark_available(spark: SparkSession) -> bool:
@@ -34,13 +37,15 @@ def delta_spark_available(spark: SparkSession) -> bool:
 
 def resolve_backend(spark: SparkSession, cfg: ShopLakeConfig) -> tuple[str, str]:
     """The backend ``cfg.lake.backend`` means in this session, and why (for the start-up line)."""
-    why = spark.conf.get("spark.shoplake.delta.reason", "") or "session built elsewhere"
+    why = spark.conf.get(DELTA_REASON_CONF, "") or "session built elsewhere"
     backend = cfg.lake.backend
-    if backend == "auto":
-        if delta_spark_available(spark):
-            return "delta-spark", f"auto: the Delta classes load; {why}"
-        return "delta-rs", f"auto: the Delta classes do not load; {why}"
-    return backend, f"lake.backend is {backend}; {why}" if backend == "delta-spark" else "lake.backend is delta-rs"
+    if backend == "delta-rs":
+        return backend, "lake.backend is delta-rs"
+    if backend == "delta-spark":
+        return backend, f"lake.backend is delta-spark; {why}"
+    if delta_spark_available(spark):
+        return "delta-spark", f"auto: the Delta classes load; {why}"
+    return "delta-rs", f"auto: the Delta classes do not load; {why}"
 
 
 def open_store(spark: SparkSession, cfg: ShopLakeConfig, root: str | None = None) -> DeltaStore:
