@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup jars run test test-fast test-slow lint bench clean dist browser
+.PHONY: setup jars blas run test test-fast test-slow lint bench clean dist browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10, 3.11 or 3.12 is required (python3 --version)"; exit 3; }
@@ -36,7 +36,7 @@ jars: setup  ## fetch the delta-spark jars into ./jars (Maven); without them the
 	@$(BIN)/shoplake jars || { echo "warning: no delta-spark jars (see above): the lake will be written by delta-rs"; \
 	  [ -z "$${CI:-}" ]; }
 
-run: setup jars $(SECRET_FILE)  ## generate sample data, run the pipeline on the local lake (./lake), write its HTML report
+run: setup jars blas $(SECRET_FILE)  ## generate sample data, run the pipeline on the local lake (./lake), write its HTML report
 	$(BIN)/shoplake generate
 	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
 	$(BIN)/shoplake report
@@ -59,7 +59,20 @@ browser:  ## install headless Chromium for the report test when it is missing
 	      || echo "warning: could not install chromium; the report test will fail until it is installed"; \
 	  else echo "warning: chromium is missing and apt-get is not available; the report test will fail"; fi; }
 
-test: setup jars lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
+# Native BLAS/LAPACK for Spark ML (ALS solves its normal equations with LAPACK): Spark
+# loads the system's libblas.so.3 / liblapack.so.3 and falls back to Java code (with a
+# warning) when there is none. Installed when missing and apt-get can (root, or
+# password-less sudo); otherwise everything still works, only ALS is slower.
+blas:  ## install OpenBLAS (libblas.so.3) for Spark ML when it is missing
+	@ldconfig -p 2>/dev/null | grep -q 'libblas\.so\.3 ' || { \
+	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo "sudo -n" ); \
+	    echo "installing OpenBLAS (native BLAS/LAPACK for Spark ML)"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libopenblas0-pthread >/dev/null \
+	      || echo "warning: could not install libopenblas0-pthread; Spark ML will use its Java BLAS"; \
+	  else echo "note: no libblas.so.3 and no apt-get as root: Spark ML will use its Java BLAS (slower ALS)"; fi; }
+
+test: setup jars blas lint browser  ## the whole suite: lint, then every test (slow ones included) in one run
 	$(BIN)/pytest -m "slow or not slow" --durations=25
 
 test-fast: setup jars
