@@ -85,6 +85,9 @@ class GenerateConfig(StrictModel):
     segment_style: Literal["overlapping", "distinct"] = Field(
         "overlapping", description="'distinct' draws the planted segments apart (jobs/generate.py:DISTINCT_SEGMENTS)."
     )
+    products: int | None = Field(
+        None, ge=100, description="Catalogue size; null: one product per ten users, at least 200 (jobs/generate.py)."
+    )
     out: str = Field("data/landing", description="Where generated landing files go.")
 
 

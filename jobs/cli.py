@@ -95,11 +95,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
     default=None,
     help="'distinct' draws the planted segments apart (the segmentation tests' shop) [generate.segment_style].",
 )
+@click.option(
+    "--products",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Catalogue size; default one product per ten users, at least 200 [generate.products].",
+)
 @click.option("--out", default=None, help="Landing folder to write into [generate.out].")
 @env_option
 @set_option
 @conf_dir_option
-def generate(users, days, seed, start_date, attrition, segment_style, out, env, overrides, conf_dir) -> None:
+def generate(users, days, seed, start_date, attrition, segment_style, products, out, env, overrides, conf_dir) -> None:
     """Write deterministic sample landing data for the shop source (customers, products,
     events, orders, order lines, campaign touches) with planted ground truth in
     shop/_manifest.json."""
@@ -117,6 +123,7 @@ def generate(users, days, seed, start_date, attrition, segment_style, out, env, 
         start_date=start_date.date() if start_date else g.start_date,
         attrition=g.attrition if attrition is None else attrition,
         segment_style=segment_style or g.segment_style,
+        products=products or g.products,
     )
     counts = manifest.get("records_expected", {})
     click.echo(f"generated sample shop data in {out_dir}/shop ({time.monotonic() - started:.1f}s)")

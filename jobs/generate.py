@@ -675,6 +675,9 @@ CATEGORY_TREE: tuple[tuple[str, str, str, float, float, float, tuple[str, ...], 
     ("家电", "生活电器", "吸尘器", 599, 3999, 2, ("戴森", "追觅", "小米"), ("无线", "手持", "除螨")),
     ("家电", "大家电", "冰箱", 1999, 8999, 1, ("海尔", "美的", "西门子"), ("十字对开门", "风冷无霜", "一级能效")),
 )
+# The smallest catalogue: every third-level category gets two products.
+MIN_PRODUCTS = 2 * len(CATEGORY_TREE)
+
 # Complementary third-level categories; one product of each side is planted as a pair
 # bought together far more often than chance.
 PAIR_CATEGORIES = (
@@ -1144,15 +1147,19 @@ class _ShopGenerator:
         start_date: date,
         attrition: float = 0.0,
         segment_style: str = "overlapping",
+        products: int | None = None,
     ) -> None:
         if users <= 0 or days <= 0:
             raise ValueError(f"users and days must be positive, got users={users}, days={days}")
+        if products is not None and products < MIN_PRODUCTS:
+            raise ValueError(f"products must be at least {MIN_PRODUCTS} (two per third-level category), got {products}")
         if not 0.0 <= attrition <= 100.0:
             raise ValueError(f"attrition must be between 0 and 100 (a multiplier of LAPSE_PER_DAY), got {attrition}")
         if segment_style not in SEGMENT_STYLES:
             raise ValueError(f"segment_style must be one of {SEGMENT_STYLES}, got {segment_style!r}")
         self.attrition = attrition
         self.segment_style = segment_style
+        self.products = products
         distinct = segment_style == "distinct"
         self.segments = DISTINCT_SEGMENTS if distinct else SEGMENTS
         self.night_cdf = _DISTINCT_NIGHT_CDF if distinct else _NIGHT_CDF
@@ -1310,7 +1317,7 @@ class _ShopGenerator:
     def build_catalogue(self) -> None:
         rng = self.rng["catalogue"]
         self.cat_l1_names = list(dict.fromkeys(c[0] for c in CATEGORY_TREE))
-        n = max(200, self.P // 10)
+        n = default_products(self.P) if self.products is None else self.products
         n_cat = len(CATEGORY_TREE)
         cat_w = np.array([c[5] for c in CATEGORY_TREE], dtype=float)
         # Every third-level category gets at least two products; the rest by weight.
@@ -2589,6 +2596,8 @@ class _ShopGenerator:
                 "start_date": self.start.isoformat(),
                 "attrition": self.attrition,
                 "segment_style": self.segment_style,
+                # Only when asked for, so the default manifest stays byte-identical to older ones.
+                **({"products": self.products} if self.products is not None else {}),
             },
             "window": {"start": self.start.isoformat(), "end_exclusive": end_date.isoformat(), "time_zone": TIME_ZONE},
             "files": sorted(self.sink.files, key=lambda f: f["path"]),
@@ -2672,6 +2681,11 @@ _DISTINCT_NIGHT_CDF = _cdf(NIGHT_HOURS[:4] + (0.3,) * 18 + NIGHT_HOURS[22:])
 _PAY_CDF = _cdf(PAYMENT_WEIGHTS)
 
 
+def default_products(users: int) -> int:
+    """The catalogue size when none is given: one product per ten people, at least 200."""
+    return max(200, users // 10)
+
+
 def generate(
     out_dir: str | Path,
     users: int,
@@ -2680,6 +2694,7 @@ def generate(
     start_date: date,
     attrition: float = 0.0,
     segment_style: str = "overlapping",
+    products: int | None = None,
 ) -> dict:
     """Generate the sample shop's landing files under ``<out_dir>/shop`` and its manifest.
 
@@ -2695,16 +2710,28 @@ def generate(
             segment's daily hazard (the churn job's test shop).
         segment_style: ``"overlapping"`` (the default) or ``"distinct"``: the planted
             segments drawn apart (:data:`DISTINCT_SEGMENTS`), the segmentation tests' shop.
+        products: Catalogue size (at least :data:`MIN_PRODUCTS`); ``None`` (the default) gives
+            :func:`default_products` and the same files as before the parameter existed. Shoppers
+            draw from a long-tailed popularity, so in a large catalogue many products are never touched.
 
     Returns:
         The manifest (also written to ``<out_dir>/shop/_manifest.json``).
 
     Raises:
         ValueError: when ``users`` or ``days`` is not positive, ``attrition`` is out of range
-            or ``segment_style`` is unknown.
+            or ``segment_style`` is unknown, or ``products`` is below :data:`MIN_PRODUCTS`.
     """
     out = Path(out_dir)
-    gen = _ShopGenerator(out, int(users), int(days), int(seed), start_date, float(attrition), segment_style)
+    gen = _ShopGenerator(
+        out,
+        int(users),
+        int(days),
+        int(seed),
+        start_date,
+        float(attrition),
+        segment_style,
+        None if products is None else int(products),
+    )
     manifest = gen.run()
     path = out / SOURCE_FOLDER / MANIFEST_NAME
     path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

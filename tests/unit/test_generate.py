@@ -25,6 +25,7 @@ from jobs.generate import (
     CITIES,
     DISTINCT_NEW_DAYS,
     PHONE_STYLES,
+    default_products,
     format_phone,
     generate,
     id_check_digit,
@@ -669,3 +670,21 @@ def test_people_browse_and_buy_mostly_in_their_taste_clusters(shop, parsed):
         chance = sum(k in person[other[u]] for u, k in touches) / len(touches)
         assert own > 0.5, (kind, own)  # views about 0.73, purchases 0.58 (planted pairs fill a quarter of baskets)
         assert chance < 0.35 and own > 2 * chance, (kind, own, chance)
+
+
+def test_products_sets_the_catalogue_size_and_the_default_is_unchanged(tmp_path):
+    """Issue #25: a catalogue size for the similar-items bench; asking for the default size
+    writes the very same data files as not asking (only the manifest records the request)."""
+    generate(tmp_path / "default", 50, 3, 1, START)
+    generate(tmp_path / "asked", 50, 3, 1, START, products=default_products(50))
+    data = {k: v for k, v in _hashes(tmp_path / "default").items() if not k.endswith("_manifest.json")}
+    asked = {k: v for k, v in _hashes(tmp_path / "asked").items() if not k.endswith("_manifest.json")}
+    assert asked == data
+    manifest = generate(tmp_path / "big", 50, 3, 1, START, products=1_234)
+    assert manifest["params"]["products"] == 1_234 and manifest["silver_expected"]["products"] == 1_234
+    text = (
+        (tmp_path / "big" / "shop" / "products" / "products.csv").read_bytes().decode("gbk", errors="replace")
+    )  # planted bad bytes stay bad
+    assert len(set(re.findall(r"^(P\d{6}),", text, re.M))) == 1_234
+    with pytest.raises(ValueError, match="products must be at least 100"):
+        generate(tmp_path / "bad", 20, 2, 1, START, products=99)
