@@ -319,7 +319,12 @@ class RecommendConfig(StrictModel):
     half_life_days: float | None = Field(None, gt=0, description="Time decay half-life; null: no decay.")
     grid: AlsGridConfig = Field(default_factory=AlsGridConfig)
     preferred_categories: int = Field(2, gt=0, description="Categories per user in the category-popularity baseline.")
-    similar_items: int = Field(10, gt=0, description="Neighbours per item in gold.similar_items.")
+    similar_items: int = Field(10, ge=0, description="Neighbours per item in gold.similar_items; 0 skips the table.")
+    similar_max_mb: int = Field(
+        1024,
+        gt=0,
+        description="Bound on the item factors broadcast by the exact similar-items search (items x rank x 8 bytes).",
+    )
     seed: int = 42
 
 

@@ -72,8 +72,21 @@ def _fmt_bytes(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB" if n < 2**30 else f"{n / 2**30:,.1f} GiB"
 
 
-def check_dense_size(items: int, dim: int, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "dense_top_k") -> None:
+def check_dense_size(
+    items: int,
+    dim: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    what: str = "dense_top_k",
+    advice: str = "raise the bound if the driver and executors have the memory, or skip the feature",
+) -> None:
     """Raise before any work when ``items`` vectors of ``dim`` doubles would exceed ``max_bytes``.
+
+    Args:
+        items: Number of vectors.
+        dim: Their length.
+        max_bytes: The bound.
+        what: What the message names as the caller.
+        advice: What the message tells the user to do.
 
     Raises:
         ConfigError: naming the items, the pairs an exact search scores and the bytes.
@@ -83,7 +96,7 @@ def check_dense_size(items: int, dim: int, max_bytes: int = DEFAULT_MAX_BYTES, w
         raise ConfigError(
             f"{what}: {items:,} items x {dim} dimensions is {_fmt_bytes(need)} of vectors to broadcast "
             f"(an exact top-k search scores {items * (items - 1):,} ordered pairs), above the bound of "
-            f"{_fmt_bytes(max_bytes)}; raise the bound if executors have the memory, or skip the feature"
+            f"{_fmt_bytes(max_bytes)}; {advice}"
         )
 
 
@@ -265,9 +278,9 @@ def dense_top_k(
         vec = vector_to_array(vec)
     id_type = df.schema[id_col].dataType
     prepared = df.select(F.col(id_col).alias("_id"), vec.cast("array<double>").alias("_v"))
-    head = prepared.where(F.col("_v").isNotNull()).select(F.size("_v").alias("d")).first()
-    count = prepared.count()
-    dim = head["d"] if head else 0
+    # One pass for the bound check, before anything is collected.
+    sizes = prepared.agg(F.count("*").alias("n"), F.max(F.size("_v")).alias("d")).first()
+    count, dim = sizes["n"], max(sizes["d"] or 0, 0)
     check_dense_size(count, dim, max_bytes)
     table = prepared.toArrow()
     ids = _ids_of(table)

@@ -541,7 +541,7 @@ GOLD_RECOMMENDATIONS = gold(
 # Owned by the recommend job (jobs/recommend.py).
 GOLD_SIMILAR_ITEMS = gold(
     "similar_items",
-    "Item-to-item neighbours: cosine similarity of ALS item factors; a same-category fallback for unseen items.",
+    "Item-to-item neighbours: exact top-k cosine of ALS item factors (positive); category popularity for unseen items.",
     ("item_id", T.StringType(), False),
     ("as_of", T.DateType(), False),
     ("rank", T.IntegerType(), False),

@@ -18,9 +18,13 @@ held-back data, then top-N recommendations and similar items as of a date.
    ``recommendForAllUsers`` asks ALS for ``top_n`` plus the user's seen-item
    margin (capped), and fallbacks come from one bounded popular list, so nothing
    joins every user with every item.
-5. ``gold.similar_items``: cosine neighbours of the ALS item factors, found by
-   LSH (no item x item cross join); items ALS has not seen get their category's
-   most popular items (reason ``fallback``, similarity 0).
+5. ``gold.similar_items``: each item's ``similar_items`` nearest neighbours by
+   cosine of the ALS item factors with a positive similarity, exact, from
+   common.neighbours (blocked matrix products on the executors: no pair table, no
+   shuffle); ties go to the smaller item id. Items ALS has not seen get their
+   category's most popular items (reason ``fallback``, similarity 0).
+   ``similar_items: 0`` skips the table. Items x rank x 8 bytes of factors above
+   ``similar_max_mb`` fail before anything is fitted, naming the counts.
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from pyspark.ml.feature import BucketedRandomProjectionLSH, Normalizer
-from pyspark.ml.functions import array_to_vector
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -44,6 +46,7 @@ from common.config import RecommendConfig, ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
 from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
+from common.neighbours import check_dense_size, dense_top_k
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_RECOMMENDATIONS,
@@ -290,27 +293,22 @@ def choose_params(
 
 
 # ---------------------------------------------------------------------------- similar items
-def similar_items(model: ALSModel, ids: IdMap, train: DataFrame, products: DataFrame, k: int, seed: int) -> DataFrame:
-    """``item_id, rank, similar_item_id, similarity, reason`` (see the module docstring)."""
+def similar_items(
+    model: ALSModel, ids: IdMap, train: DataFrame, products: DataFrame, k: int, max_bytes: int = 1 << 30
+) -> DataFrame:
+    """``item_id, rank, similar_item_id, similarity, reason`` (see the module docstring).
+
+    Similarities are rounded to the 6 decimals gold publishes before ranking, so the
+    published order is exactly similarity descending, then ``similar_item_id``."""
     factors = (
-        model.itemFactors.select(F.col("id").alias("item_idx"), array_to_vector("features").alias("_f"))
+        model.itemFactors.select(F.col("id").alias("item_idx"), "features")
         .join(ids.item_lookup(train), "item_idx")
-        .select("item_id", "_f")
+        .select("item_id", "features")
     )
-    unit = Normalizer(inputCol="_f", outputCol="v", p=2.0).transform(factors).select("item_id", "v")
-    lsh = BucketedRandomProjectionLSH(inputCol="v", outputCol="_h", bucketLength=1.0, numHashTables=4, seed=seed)
-    # On unit vectors, Euclidean distance d and cosine c relate by c = 1 - d^2 / 2; d < sqrt(2) means c > 0.
-    pairs = (
-        lsh.fit(unit)
-        .approxSimilarityJoin(unit, unit, 2**0.5, distCol="_d")
-        .select(
-            F.col("datasetA.item_id").alias("item_id"),
-            F.col("datasetB.item_id").alias("similar_item_id"),
-            (F.lit(1.0) - F.col("_d") * F.col("_d") / 2.0).alias("similarity"),
-        )
-        .where(F.col("item_id") != F.col("similar_item_id"))
-        .withColumn("reason", F.lit(MODEL))
-    )
+    # Positive cosine only: a negatively correlated item is not "similar", whatever the rank.
+    pairs = dense_top_k(
+        factors, k, "item_id", "features", "similar_item_id", min_similarity=0.0, decimals=6, max_bytes=max_bytes
+    ).withColumn("reason", F.lit(MODEL))
     # Items ALS has not seen: the most popular items of their category.
     cats = products.select("item_id", F.coalesce("category_l1", F.lit(NO_CATEGORY)).alias("category")).dropDuplicates(
         ["item_id"]
@@ -320,16 +318,31 @@ def similar_items(model: ALSModel, ids: IdMap, train: DataFrame, products: DataF
         "_r", F.row_number().over(Window.partitionBy("category").orderBy(F.col("popularity").desc(), "item_id"))
     ).where(F.col("_r") <= k)
     cold = cats.join(factors.select("item_id"), "item_id", "left_anti")
-    fallback = cold.join(top.select("category", F.col("item_id").alias("similar_item_id")), "category").select(
-        "item_id", "similar_item_id", F.lit(0.0).alias("similarity"), F.lit(FALLBACK).alias("reason")
+    fallback = (
+        cold.join(top.select("category", F.col("item_id").alias("similar_item_id"), "_r"), "category")
+        .where(F.col("item_id") != F.col("similar_item_id"))
+        .select(
+            "item_id",
+            F.row_number().over(Window.partitionBy("item_id").orderBy("_r")).alias("rank"),
+            "similar_item_id",
+            F.lit(0.0).alias("similarity"),
+            F.lit(FALLBACK).alias("reason"),
+        )
     )
-    order = Window.partitionBy("item_id").orderBy(F.col("similarity").desc(), "similar_item_id")
-    return (
-        pairs.unionByName(fallback)
-        .withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= k)
-        .withColumn("similarity", F.round("similarity", 6))
-    )
+    return pairs.unionByName(fallback)
+
+
+def check_similar_items_size(rc: RecommendConfig, items: int) -> None:
+    """Fail before any fitting when ``items`` factors of the grid's largest rank exceed the bound."""
+    if rc.similar_items:
+        check_dense_size(
+            items,
+            max(rc.grid.rank),
+            rc.similar_max_mb * 2**20,
+            what="recommend: gold.similar_items",
+            advice="raise recommend.similar_max_mb if the driver and executors have the memory, "
+            "or set recommend.similar_items: 0 to skip the table",
+        )
 
 
 # ---------------------------------------------------------------------------- job
@@ -353,6 +366,8 @@ def run(
     catalogue_size = products.select("item_id").distinct().count()
     cached: list[DataFrame] = [raw]
     try:
+        # Every item touched so far bounds the factor table ALS will publish.
+        check_similar_items_size(rc, raw.select("item_id").distinct().count())
         evaluation = _evaluate(raw, products, rc, as_of, catalogue_size, cached)
         params = AlsParams(**evaluation["chosen_params"])
         # Publish: everything up to the as-of day.
@@ -370,20 +385,28 @@ def run(
             folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
             model.write().overwrite().save(f"{folder}/als")
             ids.save(folder)
-            similar = similar_items(model, ids, interactions, products, rc.similar_items, rc.seed)
+            similar = (
+                similar_items(model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20)
+                if rc.similar_items
+                else None
+            )
         else:
             primary = fallback.limit(0)
             folder = None
-            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
+            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of") if rc.similar_items else None
         recs = top_n_with_fallback(primary, fallback, rc.top_n).withColumn("score", F.round("score", 6))
-        for spec, df in ((GOLD_RECOMMENDATIONS, recs), (GOLD_SIMILAR_ITEMS, similar)):
+        outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
+        for spec, df in outputs:
             result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
         published = store.read(GOLD_RECOMMENDATIONS).where(F.col("as_of") == F.lit(as_of)).persist()
         cached.append(published)
         result.row_counts[GOLD_RECOMMENDATIONS.name] = published.count()
-        result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
-            store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
-        )
+        if similar is not None:
+            result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
+                store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
+            )
+        else:
+            log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
         reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
         coverage = ranking.catalogue_coverage(published, catalogue_size, rc.top_n, ranking.Columns(item="item_id"))
         published_users = published.select("user_key").distinct().count()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
@@ -98,6 +99,44 @@ def test_published_recommendations_are_complete_unseen_and_keyed(spark, recommen
     recs.unpersist()
 
 
+def test_similar_items_are_the_exact_cosine_top_k_of_the_saved_factors(spark, recommended):
+    """Issue #25: gold.similar_items holds, for every item ALS knows, its best positive cosines
+    among all item factors (brute force here), ties to the smaller id; cold items fall back."""
+    from pyspark.ml.recommendation import ALSModel
+
+    from common.interactions import IdMap
+
+    cfg, result = recommended
+    store = open_store(spark, cfg)
+    folder = result.metrics["published"]["model_dir"]
+    model, ids = ALSModel.load(f"{folder}/als"), IdMap.load(folder)
+    labels = ids.items.labels
+    rows = sorted((labels[r["id"]], r["features"]) for r in model.itemFactors.collect())
+    names = [a for a, _ in rows]
+    matrix = np.array([f for _, f in rows], dtype=np.float64)
+    unit = matrix / np.linalg.norm(matrix, axis=1)[:, None]
+    sims = np.round(unit @ unit.T, 6)
+    k = cfg.recommend.similar_items
+    want = {}
+    for i, a in enumerate(names):
+        best = sorted((-sims[i, j], names[j]) for j in range(len(names)) if j != i and sims[i, j] > 0)[:k]
+        want[a] = [(b, -s) for s, b in best]
+    published = store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(result.metrics["as_of"])).collect()
+    got: dict = {}
+    for r in sorted(published, key=lambda r: (r["item_id"], r["rank"])):
+        got.setdefault(r["item_id"], []).append(r)
+    model_rows = {a: [(r["similar_item_id"], r["similarity"]) for r in lst] for a, lst in got.items() if a in want}
+    assert set(model_rows) == {a for a, lst in want.items() if lst}
+    for a, lst in model_rows.items():
+        assert [b for b, _ in lst] == [b for b, _ in want[a]], a
+        np.testing.assert_allclose([s for _, s in lst], [s for _, s in want[a]], atol=1e-6, rtol=0)
+        assert [r["rank"] for r in got[a]] == list(range(1, len(lst) + 1))
+        assert {r["reason"] for r in got[a]} == {"model"}
+    cold = {a: lst for a, lst in got.items() if a not in want}
+    # This shop has no item ALS missed; when one exists it must carry the fallback only.
+    assert all({r["reason"] for r in lst} == {"fallback"} and len(lst) <= k for lst in cold.values())
+
+
 def test_report_shows_three_methods_side_by_side(recommended):
     _, result = recommended
     text = open(result.metrics["report"], encoding="utf-8").read()
@@ -114,6 +153,8 @@ def online_retail(spark, shared_data, tmp_path_factory, secret):
         "landing.sources=[online_retail]",
         "recommend.test_days=60",
         "recommend.validation_days=60",
+        # The real-data run also covers skipping gold.similar_items (issue #25).
+        "recommend.similar_items=0",
         *SMALL_GRID,
     )
     run_job(spark, cfg, "ingest")
@@ -131,6 +172,13 @@ def test_online_retail_report_has_real_numbers_for_all_three_methods(online_reta
     text = open(result.metrics["report"], encoding="utf-8").read()
     for method in test:
         assert re.search(rf"^\| {method} \| \d\.\d{{4}} \|", text, re.M), method
+
+
+def test_similar_items_zero_skips_the_table(spark, online_retail):
+    cfg, result = online_retail
+    assert GOLD_SIMILAR_ITEMS.name not in result.outputs and GOLD_SIMILAR_ITEMS.name not in result.row_counts
+    assert result.row_counts[GOLD_RECOMMENDATIONS.name] > 0
+    assert not open_store(spark, cfg).exists(GOLD_SIMILAR_ITEMS)
 
 
 def _silver(store):

@@ -189,3 +189,15 @@ def test_select_top_k_orders_each_row_by_similarity_then_column():
     assert r.tolist() == [0, 0, 1, 1]
     assert c.tolist() == [2, 5, 2, 3]
     assert v.tolist() == [0.9, 0.9, 0.5, 0.5]
+
+
+def test_recommend_checks_the_bound_up_front_and_zero_skips_it():
+    from common.config import load_config
+    from jobs.recommend import check_similar_items_size
+
+    rc = load_config("local", ["recommend.similar_max_mb=64", "recommend.grid.rank=[16, 64]"]).recommend
+    with pytest.raises(ConfigError, match=r"200,000 items x 64 dimensions .*recommend.similar_items: 0"):
+        check_similar_items_size(rc, 200_000)
+    check_similar_items_size(rc, 100_000)  # 49 MiB: within 64
+    skipped = load_config("local", ["recommend.similar_items=0", "recommend.similar_max_mb=64"]).recommend
+    check_similar_items_size(skipped, 10_000_000)  # the table is skipped, so nothing is too large
