@@ -97,8 +97,92 @@ class IngestConfig(StrictModel):
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
+# The normalised identifiers the Splink model sees (common/identity.py builds them):
+# name (no spaces), its first and last whitespace-separated tokens, birth date, city,
+# e-mail and its user part, phone (E.164) and its last digits, valid resident ID.
+IdentityColumn = Literal[
+    "name", "name_first", "name_last", "birth_date", "city", "email", "email_user", "phone", "phone_tail", "id_number"
+]
+
+
+class NameComparisonConfig(StrictModel):
+    jaro_winkler: list[float] = Field(default_factory=lambda: [0.92, 0.88, 0.7], min_length=1)
+    swapped: bool = Field(True, description="A level for first and last names swapped.")
+    term_frequency: bool = Field(True, description="Exact matches on rare names weigh more.")
+
+
+class BirthDateComparisonConfig(StrictModel):
+    one_edit: bool = Field(True, description="A level for dates one character apart (typos).")
+    within_months: list[int] = Field(default_factory=lambda: [1, 12], description="Levels |difference| <= months.")
+
+
+class ExactComparisonConfig(StrictModel):
+    term_frequency: bool = False
+
+
+class EmailComparisonConfig(StrictModel):
+    user_part: bool = Field(True, description="A level for the same part before '@'.")
+    jaro_winkler: list[float] = Field(default_factory=lambda: [0.88], description="Fuzzy levels on the address.")
+
+
+class PhoneComparisonConfig(StrictModel):
+    last_digits: int | None = Field(8, ge=4, le=11, description="A level for the same last digits; null: none.")
+
+
+class IdentityComparisons(StrictModel):
+    """The Fellegi-Sunter comparisons; null drops one. A comparison whose identifier
+    is missing in every record is skipped at run time (nothing to learn)."""
+
+    name: NameComparisonConfig | None = Field(default_factory=NameComparisonConfig)
+    birth_date: BirthDateComparisonConfig | None = Field(default_factory=BirthDateComparisonConfig)
+    city: ExactComparisonConfig | None = Field(default_factory=lambda: ExactComparisonConfig(term_frequency=True))
+    email: EmailComparisonConfig | None = Field(default_factory=EmailComparisonConfig)
+    phone: PhoneComparisonConfig | None = Field(default_factory=PhoneComparisonConfig)
+    id_number: ExactComparisonConfig | None = Field(default_factory=ExactComparisonConfig)
+
+
+class SplinkConfig(StrictModel):
+    """clean.identity.method=splink: probabilistic record linkage (Splink on Spark)."""
+
+    threshold: float = Field(0.9, gt=0, lt=1, description="Match probability at or above which two records link.")
+    # Exact normalised keys: they estimate the prior (share of matching pairs) and are sure links.
+    deterministic_rules: list[list[IdentityColumn]] = Field(
+        default_factory=lambda: [["phone"], ["email"], ["id_number"]], min_length=1
+    )
+    deterministic_recall: float = Field(
+        0.7, gt=0, le=1, description="Share of true pairs the rules are assumed to find."
+    )
+    seed: int = 42
+    u_max_pairs: int = Field(1_000_000, gt=0, description="Random pairs sampled for the u-probabilities.")
+    em_max_iterations: int = Field(25, gt=0)
+    # Pairs are compared only when they agree on one of these (OR of ANDs).
+    blocking: list[list[IdentityColumn]] = Field(
+        default_factory=lambda: [
+            ["name_first"],
+            ["name_last"],
+            ["birth_date"],
+            ["email"],
+            ["email_user"],
+            ["phone_tail"],
+            ["id_number"],
+        ],
+        min_length=1,
+    )
+    # One EM pass per rule; each fixes the comparisons of its own columns.
+    training_blocking: list[list[IdentityColumn]] = Field(
+        default_factory=lambda: [["name_first", "name_last"], ["birth_date"]], min_length=1
+    )
+    comparisons: IdentityComparisons = Field(default_factory=IdentityComparisons)
+    scratch_dir: str | None = Field(
+        None, description="Local folder for Splink's intermediate tables (deleted after the run); null: a temp dir."
+    )
+
+
 class IdentityConfig(StrictModel):
-    # Registrations sharing any of these normalised keys are one person.
+    method: Literal["exact", "splink"] = Field(
+        "exact", description="exact: shared normalised keys only; splink: probabilistic linkage plus those keys."
+    )
+    # Registrations sharing any of these normalised keys are one person (sure links under splink too).
     match_on: list[Literal["phone", "email", "id_number"]] = Field(
         default_factory=lambda: ["phone", "email", "id_number"]
     )
@@ -106,6 +190,7 @@ class IdentityConfig(StrictModel):
     # differ by at most this many edits (0 disables). Off by default: twins often
     # share a birthday and differ by one character.
     fuzzy_name_distance: int = Field(0, ge=0, le=3)
+    splink: SplinkConfig = Field(default_factory=SplinkConfig)
 
 
 class CleanConfig(StrictModel):

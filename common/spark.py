@@ -20,6 +20,7 @@ from common.config import ShopLakeConfig
 from common.delta import DELTA_REASON_CONF, resolve_backend
 from common.delta.jars import delta_coordinate, jar_folder, local_delta_jars
 from common.errors import EnvironmentProblem
+from common.identity import splink_jar
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,17 @@ def delta_session_conf(cfg: ShopLakeConfig, launcher: dict[str, str] | None) -> 
     )
 
 
+def splink_session_conf(jars: str) -> dict[str, str]:
+    """``spark.jars`` with Splink's string-similarity jar appended (shipped in its wheel, so
+    nothing is downloaded), for clean.identity.method=splink. Under a launcher the jar must
+    come with ``--jars`` (README, spark-submit): the classpath is fixed before Python runs."""
+    jar = splink_jar()
+    given = [j for j in jars.split(",") if j]
+    if jar is None or jar in given:
+        return {}
+    return {"spark.jars": ",".join([*given, jar])}
+
+
 def build_spark(cfg: ShopLakeConfig, extra_conf: dict[str, str] | None = None) -> SparkSession:
     """Create (or join) the session for ``cfg``, with delta-spark when it can load
     (:func:`delta_session_conf`), and log which Delta backend the jobs will use and why.
@@ -120,6 +132,8 @@ def build_spark(cfg: ShopLakeConfig, extra_conf: dict[str, str] | None = None) -
     conf = {**delta_conf, **cfg.spark.conf, **REQUIRED_CONF, **(extra_conf or {})}
     if "spark.jars" in delta_conf:
         conf["spark.jars"] = delta_conf["spark.jars"]  # already includes the configured spark.jars
+    if launcher is None:
+        conf.update(splink_session_conf(conf.get("spark.jars", "")))
     conf[DELTA_REASON_CONF] = why
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -3,6 +3,8 @@ personal data, data-quality gates before anything is published.
 
 - Customers: registrations that share a normalised phone, e-mail or resident ID
   number (configurable) are one person, found as connected components in Spark.
+  With ``clean.identity.method: splink`` records linked by a Splink model
+  (names, birth date, city, e-mail, phone, ID; common/identity.py) are too.
   The person's ``user_key`` is the HMAC of its earliest registration's source id;
   ``silver.user_key_map`` maps the keyed hash of every source id to it, so
   events and orders of merged accounts follow the person.
@@ -195,14 +197,30 @@ def age_band(birth_date: Column, as_of: date, bounds: list[int]) -> Column:
     )
 
 
-def resolve_people(customers: DataFrame, cfg: ShopLakeConfig, secret: bytes) -> DataFrame:
-    """Each registration with its person's ``user_key`` (HMAC of the earliest registration)."""
+def splink_keys(spark: SparkSession, customers: DataFrame, cfg: ShopLakeConfig) -> tuple[DataFrame, dict]:
+    """(record_id, key) pairs naming each record's Splink cluster, and the run's identity facts."""
+    from common.identity import splink_clusters
+
+    clusters, facts = splink_clusters(spark, customers, cfg.clean.identity.splink)
+    return clusters.select("record_id", F.concat(F.lit("splink:"), "cluster").alias("key")), facts
+
+
+def resolve_people(
+    customers: DataFrame, cfg: ShopLakeConfig, secret: bytes, spark: SparkSession | None = None
+) -> tuple[DataFrame, dict]:
+    """Each registration with its person's ``user_key`` (HMAC of the earliest registration),
+    and facts about the resolution for the run log."""
     keys = identity_keys(customers, cfg)
+    facts: dict[str, Any] = {"method": cfg.clean.identity.method}
+    if cfg.clean.identity.method == "splink":
+        # Exact keys stay sure links: Splink's clusters are joined to them, not a replacement.
+        linked, facts = splink_keys(spark or customers.sparkSession, customers, cfg)
+        keys = keys.unionByName(linked)
     components = connected_components(customers.select("record_id").distinct(), keys)
     people = customers.join(components, "record_id")
     first = Window.partitionBy("component").orderBy(F.col("registered_at").asc_nulls_last(), F.col("record_id"))
     canonical = people.withColumn("canonical", F.first("record_id").over(first))
-    return canonical.withColumn("user_key", privacy.pseudonym_col(F.col("canonical"), secret, "user"))
+    return canonical.withColumn("user_key", privacy.pseudonym_col(F.col("canonical"), secret, "user")), facts
 
 
 def build_customers(people: DataFrame, cfg: ShopLakeConfig, as_of: date) -> DataFrame:
@@ -399,15 +417,26 @@ def build_touches(bronze: DataFrame, keys: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------- the job
-def default_as_of(events: DataFrame, orders: DataFrame) -> date:
-    """The last day with data (the CLI's default for ``clean.as_of``). Sources with no
-    event or order times (basket files) fall back to the day they were ingested, a
-    date bronze records, so the plausibility bounds derived from it stay sensible."""
-    last = [events.agg(F.max("event_time")).first()[0], orders.agg(F.max("order_time")).first()[0]]
-    last = [d for d in last if d is not None]
-    if not last:
-        last = [d for d in (orders.agg(F.max("_ingested_at")).first()[0],) if d is not None]
-    return max(last).date() if last else date(1970, 1, 1)
+def default_as_of(events: DataFrame, orders: DataFrame, customers: DataFrame | None = None) -> date:
+    """The last day with data (the CLI's default for ``clean.as_of``): the last event or
+    order; without any (a customers-only export), the last registration or update; with
+    no times at all (basket files, bare customer lists), the day bronze was ingested. So
+    the plausibility bounds derived from it stay sensible."""
+
+    def latest(df: DataFrame | None, *columns: str) -> list:
+        if df is None:
+            return []
+        return [v for v in df.agg(*[F.max(c) for c in columns]).first() if v is not None]
+
+    for found in (
+        latest(events, "event_time") + latest(orders, "order_time"),
+        latest(customers, "registered_at", "updated_at"),
+        latest(orders, "_ingested_at") + latest(customers, "_ingested_at") + latest(events, "_ingested_at"),
+    ):
+        if found:
+            return max(found).date()
+    log.warning("clean.as_of not set and bronze holds no rows: nothing to date, using 1970-01-01")
+    return date(1970, 1, 1)
 
 
 def k_anonymity_report(customers: DataFrame, k: int) -> dict[str, Any]:
@@ -440,8 +469,9 @@ def build_silver(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, se
     read = {spec.name: store.read_or_empty(spec) for spec in (
         BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_EVENTS, BRONZE_ORDERS, BRONZE_ORDER_LINES, BRONZE_CAMPAIGN_TOUCHES
     )}  # fmt: skip
-    as_of = cfg.clean.as_of or default_as_of(read["bronze.events"], read["bronze.orders"])
-    people = resolve_people(prepare_customers(read["bronze.customers"], cfg), cfg, secret).persist()
+    as_of = cfg.clean.as_of or default_as_of(read["bronze.events"], read["bronze.orders"], read["bronze.customers"])
+    people, identity = resolve_people(prepare_customers(read["bronze.customers"], cfg), cfg, secret, spark)
+    people = people.persist()
     activity_ids = (
         read["bronze.events"].select("source_system", "user_id")
         .unionByName(read["bronze.orders"].select("source_system", "user_id"))
@@ -461,7 +491,7 @@ def build_silver(spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, se
         SILVER_EVENTS.name: build_events(read["bronze.events"], products, keys, cfg),
         SILVER_CAMPAIGN_TOUCHES.name: build_touches(read["bronze.campaign_touches"], keys),
     }
-    facts = {"as_of": as_of.isoformat(), "persisted": [people, keys]}
+    facts = {"as_of": as_of.isoformat(), "persisted": [people, keys], "identity": identity}
     return tables, facts
 
 
@@ -529,6 +559,7 @@ def run(
         customers = staged[SILVER_CUSTOMERS.name]
         result.metrics["k_anonymity"] = k_anonymity_report(customers, cfg.clean.k_anonymity)
         result.metrics["as_of"] = facts["as_of"]
+        result.metrics["identity"] = facts["identity"]
         # Publish.
         for name, df in staged.items():
             result.outputs[name] = store.merge(SILVER_SPECS[name], df)

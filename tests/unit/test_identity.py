@@ -53,3 +53,81 @@ def test_fuzzy_name_rule_merges_typos_within_birth_date_and_city(spark):
 def test_match_rule_is_configurable(spark):
     got = components(spark, ROWS, "clean.identity.match_on=[email]")
     assert ["A1", "A3"] in got and ["A2"] in got  # the phone no longer links A2
+
+
+# ---------------------------------------------------------------------------- splink method (issue #20)
+def test_pairwise_and_bcubed_scores_on_a_hand_worked_example():
+    from common.identity import bcubed_scores, pairwise_scores
+
+    truth = {"a": "1", "b": "1", "c": "1", "d": "2"}
+    predicted = {"a": "x", "b": "x", "c": "y", "d": "y"}
+    # True pairs ab ac bc; predicted ab cd: one shared.
+    assert pairwise_scores(truth, predicted) == {"precision": 0.5, "recall": 1 / 3, "f1": 0.4}
+    b3 = bcubed_scores(truth, predicted)
+    # Precision per record: a 1, b 1, c 1/2, d 1/2; recall: a 2/3, b 2/3, c 1/3, d 1.
+    assert b3["precision"] == 0.75 and abs(b3["recall"] - 2.6666666 / 4) < 1e-6
+    assert pairwise_scores(truth, truth)["f1"] == 1.0 and bcubed_scores(truth, truth)["f1"] == 1.0
+
+
+def test_identity_frame_normalises_what_splink_compares(spark):
+    from common.identity import identity_frame
+
+    rows = [
+        (
+            "shop",
+            "E1",
+            " Robert  Allen ",
+            "+86 138-0013-8000",
+            "Rob.A@QQ.com ",
+            None,
+            None,
+            date(1971, 5, 24),
+            "杭州",
+            None,
+        ),
+        ("shop", "E2", "王伟", None, "not-an-address", "11010519491231002X", None, None, None, None),
+    ]
+    cfg = load_config("local", [])
+    got = {
+        r.unique_id: r.asDict()
+        for r in identity_frame(prepare_customers(spark.createDataFrame(rows, SCHEMA), cfg)).collect()
+    }
+    assert got["shop:E1"] == {
+        "unique_id": "shop:E1", "name": "robertallen", "name_first": "robert", "name_last": "allen",
+        "birth_date": date(1971, 5, 24), "city": "杭州", "email": "rob.a@qq.com", "email_user": "rob.a",
+        "phone": "+8613800138000", "phone_tail": "00138000", "id_number": None,
+    }  # fmt: skip
+    # One token: no last name. An invalid e-mail is still evidence; a valid ID is kept.
+    assert got["shop:E2"]["name_first"] == "王伟" and got["shop:E2"]["name_last"] is None
+    assert got["shop:E2"]["email"] == "not-an-address" and got["shop:E2"]["id_number"] == "11010519491231002X"
+
+
+def test_splink_jar_is_appended_to_configured_jars():
+    from common.identity import splink_jar
+    from common.spark import splink_session_conf
+
+    jar = splink_jar()
+    assert jar and jar.endswith("scala-udf-similarity-0.2.1_spark4.x.jar")
+    assert splink_session_conf("/a.jar,/b.jar") == {"spark.jars": f"/a.jar,/b.jar,{jar}"}
+    assert splink_session_conf("") == {"spark.jars": jar}
+    assert splink_session_conf(f"/a.jar,{jar}") == {}
+
+
+def test_default_as_of_for_a_customers_only_export(spark):
+    """No orders or events: the last registration, else the ingest day; never 1970."""
+    from datetime import datetime
+
+    from jobs.clean import default_as_of
+
+    empty_events = spark.createDataFrame([], "event_time timestamp, _ingested_at timestamp")
+    empty_orders = spark.createDataFrame([], "order_time timestamp, _ingested_at timestamp")
+    schema = "registered_at timestamp, updated_at timestamp, _ingested_at timestamp"
+    ingested = datetime(2026, 12, 5, 10)
+    registered = spark.createDataFrame(
+        [(datetime(2024, 3, 1), None, ingested), (datetime(2024, 6, 30, 23), None, ingested)], schema
+    )
+    undated = spark.createDataFrame([(None, None, ingested)], schema)
+    assert default_as_of(empty_events, empty_orders, registered) == date(2024, 6, 30)
+    assert default_as_of(empty_events, empty_orders, undated) == date(2026, 12, 5)
+    orders = spark.createDataFrame([(datetime(2024, 7, 2), ingested)], "order_time timestamp, _ingested_at timestamp")
+    assert default_as_of(empty_events, orders, registered) == date(2024, 7, 2)  # activity wins
