@@ -168,9 +168,10 @@ class SplinkConfig(StrictModel):
         ],
         min_length=1,
     )
-    # One EM pass per rule; each fixes the comparisons of its own columns.
+    # One EM pass per rule; each fixes the comparisons of its own columns. The whole name, not
+    # first + last tokens: names written without spaces (Chinese) have no last token.
     training_blocking: list[list[IdentityColumn]] = Field(
-        default_factory=lambda: [["name_first", "name_last"], ["birth_date"]], min_length=1
+        default_factory=lambda: [["name"], ["birth_date"]], min_length=1
     )
     comparisons: IdentityComparisons = Field(default_factory=IdentityComparisons)
     scratch_dir: str | None = Field(

@@ -599,4 +599,10 @@ def _summary(result: JobResult) -> str:
         f"  k-anonymity (k={k['k']}) over {', '.join(k['quasi_identifiers'])}: smallest class {k['smallest_class']}, "
         f"{k['rows_needing_suppression_or_coarsening']} rows in classes below k"
     )
+    identity = result.metrics.get("identity", {})
+    if identity.get("method") == "splink" and "people" in identity:
+        lines.append(
+            f"  identity (splink): {identity['records']:,} registrations -> {identity['people']:,} people, "
+            f"{identity['links']:,} links at p >= threshold, {identity['seconds']} s"
+        )
     return "\n".join(lines)
