@@ -12,7 +12,8 @@ normalised identifiers while they are still in the job, before pseudonymisation:
 
 Splink writes its intermediate tables (raw identifiers) as Parquet into a scratch
 folder; the result is checkpointed in memory and the folder deleted before
-returning, so nothing raw stays on disk. No Splink output is saved.
+returning, so nothing raw stays on disk. The trained model (settings and m/u
+parameters, no term-frequency tables) goes to the run's report folder.
 """
 
 from __future__ import annotations
@@ -185,6 +186,9 @@ def splink_clusters(spark: SparkSession, customers: DataFrame, cfg: SplinkConfig
         facts["links"] = predictions.as_spark_dataframe().count()
         facts["prior"] = linker._settings_obj._probability_two_random_records_match
         facts["match_weights"] = _match_weights(linker)
+        # Settings and m/u parameters: SQL conditions and labels, no values. Term-frequency
+        # tables (raw identifiers with counts) live apart in Splink and are never saved.
+        facts["model"] = linker.misc.save_model_to_json()
     finally:
         for table in spark.catalog.listTables():
             if table.isTemporary and table.name not in views_before:

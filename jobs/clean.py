@@ -524,6 +524,7 @@ def run(
         if store.exists(spec)
     }  # fmt: skip
     tables, facts = build_silver(spark, store, cfg, secret)
+    model = facts["identity"].pop("model", None)  # a file in the report folder, not the run log
     rules = quality.load_quality_rules(cfg)
     reports_dir = quality.default_reports_dir(cfg)
     # Times after the as-of day (plus a day of margin for time zones) are clock skew, not data.
@@ -576,17 +577,24 @@ def run(
             df.unpersist()
     result.metrics["quality_gates"] = gates
     _write_report(reports_dir, run_id, result.metrics)
+    if model is not None:
+        _write_report(reports_dir, run_id, model, IDENTITY_MODEL_FILE)
     result.metrics["k_anonymity"].pop("classes_below_k_sample")  # in the report file, not the run log
     result.summary = _summary(result)
     return result
 
 
-def _write_report(reports_dir: str, run_id: str, metrics: dict) -> None:
+# Files clean writes beside the quality-gate results in <reports>/<run id>/ (not gate results).
+CLEAN_METRICS_FILE = "clean_metrics.json"
+IDENTITY_MODEL_FILE = "identity_model.json"
+
+
+def _write_report(reports_dir: str, run_id: str, metrics: dict, file_name: str = CLEAN_METRICS_FILE) -> None:
     if "://" in reports_dir:
         return
     folder = os.path.join(reports_dir, run_id)
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "clean_metrics.json"), "w", encoding="utf-8") as handle:
+    with open(os.path.join(folder, file_name), "w", encoding="utf-8") as handle:
         json.dump(metrics, handle, indent=2, sort_keys=True, default=str)
 
 

@@ -42,6 +42,7 @@ from common.tables import (
     OPS_RUN_LOG,
     TableSpec,
 )
+from jobs.clean import CLEAN_METRICS_FILE, IDENTITY_MODEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def read_quality(spark: SparkSession, store, cfg: ShopLakeConfig, run_id: str, s
         return Unavailable(f"no quality results folder {folder} (clean keeps them there for local lakes)")
     gates = []
     for name in sorted(os.listdir(folder)):
-        if not name.endswith(".json") or name == "clean_metrics.json":
+        if not name.endswith(".json") or name in (CLEAN_METRICS_FILE, IDENTITY_MODEL_FILE):
             continue
         with open(os.path.join(folder, name), encoding="utf-8") as handle:
             try:

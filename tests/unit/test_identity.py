@@ -131,3 +131,27 @@ def test_default_as_of_for_a_customers_only_export(spark):
     assert default_as_of(empty_events, empty_orders, undated) == date(2026, 12, 5)
     orders = spark.createDataFrame([(datetime(2024, 7, 2), ingested)], "order_time timestamp, _ingested_at timestamp")
     assert default_as_of(empty_events, orders, registered) == date(2024, 7, 2)  # activity wins
+
+
+def test_user_key_is_the_earliest_registration_and_survives_new_ones(spark):
+    """Stable keys: a later registration that joins a person does not change their key."""
+    from datetime import datetime
+
+    from jobs.clean import resolve_people
+
+    schema = SCHEMA + ", registered_at timestamp"
+    cfg = load_config("local", [])
+    first = [
+        ("shop", "Z9", "赵敏", "13300000001", None, None, "F", None, "杭州", "浙江", datetime(2024, 1, 5)),
+        ("shop", "Z2", "赵敏", "13300000001", "zm@qq.com", None, "F", None, "杭州", "浙江", datetime(2024, 3, 1)),
+    ]
+    later = [("shop", "Z1", "赵敏", None, "zm@qq.com", None, "F", None, "杭州", "浙江", datetime(2024, 6, 1))]
+
+    def keys(rows):
+        people, facts = resolve_people(prepare_customers(spark.createDataFrame(rows, schema), cfg), cfg, b"k")
+        assert facts == {"method": "exact"}
+        return {r.customer_id: r.user_key for r in people.collect()}
+
+    before, after = keys(first), keys(first + later)
+    assert len(set(after.values())) == 1  # Z1 joins through the e-mail
+    assert after["Z1"] == after["Z2"] == after["Z9"] == before["Z9"]
