@@ -264,3 +264,66 @@ def with_btyd_scores(
             F.lit(g.p) * (F.lit(g.v) + F.col(X) * F.col(MEAN_SPEND)) / (F.lit(g.p) * F.col(X) + F.lit(g.q - 1.0)),
         )
     return out
+
+
+# ---------------------------------------------------------------------------- CLV
+def discounted_expected_purchases(
+    p: BgNbdParams,
+    period: float,
+    horizon_periods: int,
+    discount_per_period: float,
+    x,
+    t_x,
+    T,  # noqa: N803
+) -> np.ndarray:
+    """sum_{k=1..H} (E[Y(k period)] - E[Y((k-1) period)]) / (1 + d)^k: the purchases
+    expected in each future period, each discounted to today."""
+    total = np.zeros(np.shape(np.asarray(x, dtype=float)))
+    previous = np.zeros_like(total)
+    for k in range(1, horizon_periods + 1):
+        cumulative = bgnbd_expected_purchases(p, k * period, x, t_x, T)
+        total += (cumulative - previous) / (1.0 + discount_per_period) ** k
+        previous = cumulative
+    return total
+
+
+def with_clv(
+    summary: DataFrame,
+    bgnbd: BgNbdParams,
+    gamma_gamma: GammaGammaParams | None,
+    fallback_spend: float,
+    period_days: int,
+    horizon_periods: int,
+    annual_discount_rate: float,
+    margin: float,
+    btyd_period_days: float = 7.0,
+) -> DataFrame:
+    """CLV = discounted BG/NBD expected purchases x expected spend per purchase x margin.
+
+    Adds ``p_alive``, ``expected_transactions`` (undiscounted, over the horizon),
+    ``discounted_transactions``, ``expected_spend`` (Gamma-Gamma; ``fallback_spend``
+    when no Gamma-Gamma fit exists, e.g. no repeat buyer yet), ``margin`` and ``clv``.
+    ``summary`` is a :func:`customer_summary` frame in ``btyd_period_days`` units; the
+    horizon is ``horizon_periods`` periods of ``period_days``, discounted per period at
+    (1 + annual rate)^(period_days / 365) - 1.
+    """
+    period = period_days / btyd_period_days
+    d = (1.0 + annual_discount_rate) ** (period_days / 365.0) - 1.0
+    horizon = horizon_periods * period
+    p = bgnbd
+
+    @F.pandas_udf("double")
+    def discounted(x: pd.Series, t_x: pd.Series, t_cal: pd.Series) -> pd.Series:
+        return pd.Series(discounted_expected_purchases(p, period, horizon_periods, d, x, t_x, t_cal))
+
+    scored = with_btyd_scores(summary, bgnbd, horizon, gamma_gamma, prefix="_")
+    spend = F.col("_expected_spend") if gamma_gamma is not None else F.lit(float(fallback_spend))
+    return (
+        scored.withColumnRenamed("_p_alive", "p_alive")
+        .withColumnRenamed("_expected_purchases", "expected_transactions")
+        .withColumn("discounted_transactions", discounted(X, T_X, T_CAL))
+        .withColumn("expected_spend", spend)
+        .withColumn("margin", F.lit(float(margin)))
+        .withColumn("clv", F.col("discounted_transactions") * F.col("expected_spend") * F.col("margin"))
+        .drop("_expected_spend")
+    )

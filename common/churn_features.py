@@ -1,4 +1,4 @@
-"""Point-in-time churn features, labels and the CLV formula.
+"""Point-in-time churn features (including BG/NBD quantities) and labels.
 
 Every function takes a ``cutoff`` date and sees only rows whose time falls on or
 before the end of that day (UTC). Silver keeps the *latest* version of an order,
@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.asof import on_or_before
+from common.btyd import MEAN_SPEND, T_CAL, T_X, BgNbdParams, X, customer_summary, fit_bgnbd, with_btyd_scores
 
 # Engagement event types counted per look-back window (silver.events.event_type).
 ENGAGEMENT_TYPES = {"views": "view", "carts": "add_to_cart", "searches": "search"}
@@ -213,46 +215,36 @@ def point_in_time_features(
     return feats.select("user_key", *out)
 
 
-def discounted_survival_sum(survival: Column, discount_per_period: float, periods: int) -> Column:
-    """sum_{t=1..H} (s / (1 + d))^t in closed form (H when the ratio is 1)."""
-    q = survival / F.lit(1.0 + discount_per_period)
-    return F.when(q == 1.0, F.lit(float(periods))).otherwise(q * (1.0 - F.pow(q, periods)) / (1.0 - q))
+# ---------------------------------------------------------------------------- BG/NBD
+BTYD_PERIOD_DAYS = 7.0  # BG/NBD time unit: weeks, as in the papers (the fit is unit-free)
+BTYD_FEATURES = ("btyd_p_alive", "btyd_expected_purchases")
 
 
-def clv_frame(
-    scored: DataFrame,
-    label_days: int,
-    period_days: int,
-    horizon_periods: int,
-    annual_discount_rate: float,
-    margin: float,
-    activity_days: int,
-) -> DataFrame:
-    """Customer lifetime value from churn probability and purchase history.
+def purchases_as_of(orders: DataFrame, cutoff: date) -> DataFrame:
+    """Live purchases (user_key, order_time, amount) as they stood at the end of ``cutoff``."""
+    return orders_as_of(orders, cutoff).where("is_purchase").select("user_key", "order_time", "amount")
 
-    ``scored`` holds user_key, probability (churn within ``label_days``), frequency,
-    monetary and ``orders_<activity_days>d``-style recent orders in ``recent_orders``.
 
-    CLV = sum_{t=1..H} E[orders per period] x avg margin per order x S^t / (1 + d)^t
+def btyd_fit_as_of(orders: DataFrame, cutoff: date) -> tuple[DataFrame, BgNbdParams | None, pd.DataFrame]:
+    """(Spark summary, BG/NBD fit or None, the summary on the driver) of every customer
+    with a purchase on or before ``cutoff``. Rows are sorted by user_key before the fit
+    so that the same data always give the same parameters (floating-point sums depend
+    on order). None when the optimiser fails (e.g. a shop without repeat purchases)."""
+    summary = customer_summary(purchases_as_of(orders, cutoff), cutoff, BTYD_PERIOD_DAYS)
+    local = summary.orderBy("user_key").select(X, T_X, T_CAL, MEAN_SPEND).toPandas()
+    try:
+        params = fit_bgnbd(local[X], local[T_X], local[T_CAL]) if len(local) else None
+    except ValueError:
+        params = None
+    return summary, params, local
 
-    - E[orders per period] = purchases in the last ``activity_days`` x period / activity_days
-    - avg margin per order = ``margin`` x paid value / purchases (all history)
-    - S = (1 - p)^(period / label_days): the per-period survival implied by the
-      churn probability p over the label window, so survival after t periods is S^t
-    - d = (1 + annual rate)^(period / 365) - 1, the per-period discount rate
-    """
-    d = (1.0 + annual_discount_rate) ** (period_days / 365.0) - 1.0
-    survival = F.pow(F.lit(1.0) - F.col("probability"), F.lit(period_days / label_days))
-    per_period = F.col("recent_orders") * F.lit(period_days / activity_days)
-    avg_margin = F.when(F.col("frequency") > 0, F.lit(margin) * F.col("monetary") / F.col("frequency")).otherwise(0.0)
-    return (
-        scored.withColumn("expected_orders_per_period", per_period)
-        .withColumn("avg_margin", avg_margin)
-        .withColumn("survival_per_period", survival)
-        .withColumn(
-            "clv",
-            F.col("expected_orders_per_period")
-            * F.col("avg_margin")
-            * discounted_survival_sum(F.col("survival_per_period"), d, horizon_periods),
-        )
-    )
+
+def btyd_features(orders: DataFrame, cutoff: date, horizon_days: int) -> DataFrame:
+    """user_key, ``btyd_p_alive`` and ``btyd_expected_purchases`` in the ``horizon_days``
+    after the cutoff, from a BG/NBD model fitted on the data up to the cutoff only
+    (MISSING when no fit is possible)."""
+    summary, params, _ = btyd_fit_as_of(orders, cutoff)
+    if params is None:
+        return summary.select("user_key", *(F.lit(MISSING).alias(c) for c in BTYD_FEATURES))
+    scored = with_btyd_scores(summary, params, horizon_days / BTYD_PERIOD_DAYS)
+    return scored.select("user_key", *BTYD_FEATURES)

@@ -340,6 +340,9 @@ class ClvConfig(StrictModel):
     horizon_periods: int = Field(12, gt=0, description="Periods summed (12 x 30 days ~ one year).")
     annual_discount_rate: float = Field(0.10, ge=0.0)
     margin: float = Field(0.30, gt=0.0, le=1.0, description="Gross margin share of an order's paid value.")
+    validation_holdout_days: int | None = Field(
+        None, gt=0, description="Holdout of the report's BG/NBD check (the last days before as_of); null: label_days."
+    )
 
 
 class ChurnConfig(StrictModel):
@@ -347,13 +350,13 @@ class ChurnConfig(StrictModel):
 
     label_days: int = Field(90, gt=0, description="Churned = no purchase in this many days after the cutoff.")
     training_label_days: int | None = Field(
-        None, gt=0, description="Label window at the training and validation cutoffs; null: label_days."
+        None, gt=0, description="Must be null or equal label_days: every cutoff has the same label length."
     )
     activity_days: int = Field(180, gt=0, description="Customers with a purchase in these days before a cutoff.")
     windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 180], min_length=1)
     channels: list[str] = Field(default_factory=lambda: ["app", "web", "mini_program"])
     # Null cutoffs derive from the as-of date: test = as_of - label_days, validation =
-    # test - training_label_days, training = validation - training_label_days.
+    # test - label_days, training = validation - label_days.
     test_cutoff: date | None = None
     validation_cutoff: date | None = None
     train_cutoff: date | None = None
@@ -368,6 +371,10 @@ class ChurnConfig(StrictModel):
     )
     top_features: int = Field(3, ge=0, description="Contributing features listed per customer.")
     attribution_features: int = Field(8, ge=0, description="Most important features tried for contributions.")
+    logistic_reg_param: float = Field(0.01, ge=0.0, description="L2 strength of the logistic-regression candidate.")
+    bootstrap_samples: int = Field(
+        1000, ge=0, description="Resamples of the test rows for the interval of the difference to the best baseline."
+    )
     clv: ClvConfig = Field(default_factory=ClvConfig)
     score_with_model: str | None = Field(
         None, description="A saved model version: score with it, no training (e.g. between retrains)."

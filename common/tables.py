@@ -516,11 +516,18 @@ GOLD_CLV = gold(
     ("user_key", T.StringType(), False),
     ("as_of", T.DateType(), False),
     ("clv", T.DoubleType(), False),
-    # added by the churn job (the formula's terms, see common.churn_features.clv_frame)
+    # added by the churn job: clv = discounted_transactions x expected_spend x margin
+    # (BG/NBD and Gamma-Gamma fitted up to as_of, common.btyd.with_clv), and their inputs
+    ("p_alive", T.DoubleType(), False),
+    ("expected_transactions", T.DoubleType(), False),  # BG/NBD, over the horizon, undiscounted
+    ("discounted_transactions", T.DoubleType(), False),
+    ("expected_spend", T.DoubleType(), False),  # Gamma-Gamma, per purchase day
+    ("margin", T.DoubleType(), False),
+    ("repeat_purchases", T.DoubleType(), False),  # x: purchase days after the first
+    ("recency_weeks", T.DoubleType(), False),  # t_x: first to last purchase day
+    ("age_weeks", T.DoubleType(), False),  # T: first purchase day to as_of
+    ("mean_repeat_spend", T.DoubleType(), False),
     ("churn_probability", T.DoubleType(), False),
-    ("expected_orders_per_period", T.DoubleType(), False),
-    ("avg_margin", T.DoubleType(), False),
-    ("survival_per_period", T.DoubleType(), False),
     ("model_version", T.StringType(), False),
     keys=("user_key", "as_of"),
 )

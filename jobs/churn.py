@@ -1,22 +1,28 @@
-"""Churn: a calibrated gradient-boosted churn model and customer lifetime value.
+"""Churn: candidate churn models chosen on validation, honest evaluation, and BTYD-based CLV.
 
 Protocol (all dates inclusive, UTC days; see docs/architecture.md):
 
-- Cutoffs are time-based and ordered: training < validation < test <= as-of.
-  Defaults derive from the as-of date: test = as_of - label_days (its label
-  window ends on the as-of day), validation = test - training_label_days,
-  training = validation - training_label_days, so every label the model and its
-  tuning saw was known by the test cutoff: nothing leaks from the test period.
+- Cutoffs are time-based and ordered: training < validation < test <= as-of, each
+  followed by a label window of the same length (``label_days``), so calibration
+  fitted at validation means the same thing at test and at the as-of date. Defaults:
+  test = as_of - label_days, validation = test - label_days, training = validation -
+  label_days. Every label the models and their tuning saw was known by the test cutoff.
 - At each cutoff the population is the customers with a purchase in the
-  ``activity_days`` before it; ``churned`` = no purchase in the label window
-  after it. Features use only data up to the cutoff (common.churn_features).
-- A pyspark.ml Pipeline (indexers, assembler, GBTClassifier with class-balancing
-  weights) is trained at the training cutoff for each grid point; the one with the
-  best validation ROC-AUC wins; an IsotonicRegression on its validation scores
-  calibrates it and becomes the pipeline's last stage. The test cutoff is scored
-  once, for the report. A recency-only model goes through the same code.
-- The as-of date is scored with that saved pipeline (``model_dir``), which a later
-  run can reuse without retraining (``churn.score_with_model``).
+  ``activity_days`` before it; ``churned`` = no purchase in the label window after it.
+  Features use only data up to the cutoff (common.churn_features), including a BG/NBD
+  model fitted on that data (P(alive), expected purchases in the label window).
+- Candidates: two baselines without a fitted model (recency; BG/NBD expected
+  purchases), a logistic regression and a GBTClassifier (grid). The candidate with the
+  best validation ROC-AUC on its raw scores is published, so the job never publishes
+  something its best baseline beats on validation.
+- Ranking metrics (ROC-AUC, PR-AUC, lift/capture by decile) are computed on raw
+  scores; the published candidate's probabilities come from a ranking-preserving
+  calibration (Platt or tie-broken isotonic, chosen by cross-validated log-loss on the
+  validation rows, common.calibration) and are assessed separately at test.
+- The as-of date is scored with the saved pipeline (``model_dir``), which a later run
+  can reuse without retraining (``churn.score_with_model``). gold.clv is BG/NBD x
+  Gamma-Gamma, fitted on the data up to the as-of date (common.btyd), and the report
+  checks BG/NBD on a calibration/holdout split.
 """
 
 from __future__ import annotations
@@ -30,24 +36,29 @@ from datetime import date, timedelta
 from itertools import product
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import GBTClassifier
+from pyspark.ml.classification import GBTClassifier, LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.feature import StringIndexer, StringIndexerModel, VectorAssembler
+from pyspark.ml.feature import SQLTransformer, StandardScaler, StringIndexer, StringIndexerModel, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.ml.regression import IsotonicRegression
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.artifacts import model_dir, report_path
 from common.asof import publish_as_of, resolve_as_of
+from common.btyd import MEAN_SPEND, T_CAL, T_X, GammaGammaParams, X, bgnbd_expected_purchases, fit_gamma_gamma, with_clv
+from common.calibration import bootstrap_auc_difference, fit_calibrator
 from common.churn_features import (
+    BTYD_FEATURES,
+    BTYD_PERIOD_DAYS,
     active_customers,
+    btyd_features,
+    btyd_fit_as_of,
     churn_labels,
-    clv_frame,
     feature_columns,
-    orders_as_of,
     point_in_time_features,
 )
 from common.config import ChurnConfig, ShopLakeConfig
@@ -68,7 +79,16 @@ from common.tables import (
 log = logging.getLogger(__name__)
 
 LABEL = "churned"
-BASELINE_FEATURES = ("recency_days",)
+# Baselines without a fitted model: name -> (column, sign); raw score = sign x column, higher = riskier.
+BASELINES = {
+    "recency": ("recency_days", 1.0),
+    "frequency": ("frequency", -1.0),
+    "bgnbd": ("btyd_expected_purchases", -1.0),
+    "bgnbd_p_alive": ("btyd_p_alive", -1.0),
+}
+# The baselines that compete for publication (frequency and P(alive) are reported only).
+BASELINE_CANDIDATES = ("recency", "bgnbd")
+CANDIDATE_ORDER = (*BASELINE_CANDIDATES, "logistic", "gbt")  # ties on validation go to the simpler
 # Optional context from the profile and segment jobs: (table, column).
 CONTEXT_COLUMNS = ((GOLD_PROFILES, "lifecycle_stage"), (GOLD_PROFILES, "rfm_segment"), (GOLD_SEGMENTS, "segment_id"))
 
@@ -95,28 +115,53 @@ class Cutoffs:
 
 
 def plan_cutoffs(churn: ChurnConfig, as_of: date) -> Cutoffs:
-    """Training, validation and test cutoffs (configured or derived from ``as_of``).
+    """Training, validation and test cutoffs (configured or derived from ``as_of``), one
+    label length (``label_days``) at all three.
 
     Raises:
-        ConfigError: naming the key when a label window would reach past the next
-            cutoff (the model would learn from the period it is tested on) or past as_of.
+        ConfigError: naming the key when ``churn.training_label_days`` differs from
+            ``churn.label_days`` (calibration fitted on one label length is wrong for
+            another), or when a label window would reach past the next cutoff (the model
+            would learn from the period it is tested on) or past as_of.
     """
-    n_train = churn.training_label_days or churn.label_days
-    test = churn.test_cutoff or as_of - timedelta(days=churn.label_days)
-    validation = churn.validation_cutoff or test - timedelta(days=n_train)
-    train = churn.train_cutoff or validation - timedelta(days=n_train)
+    if churn.training_label_days is not None and churn.training_label_days != churn.label_days:
+        raise ConfigError(
+            f"churn.training_label_days={churn.training_label_days} differs from churn.label_days="
+            f"{churn.label_days}: labels must have the same length at every cutoff so that probabilities "
+            "calibrated at validation hold at test; set churn.training_label_days to null"
+        )
+    n = churn.label_days
+    test = churn.test_cutoff or as_of - timedelta(days=n)
+    validation = churn.validation_cutoff or test - timedelta(days=n)
+    train = churn.train_cutoff or validation - timedelta(days=n)
     checks = (
-        ("churn.train_cutoff", train, n_train, validation, "churn.validation_cutoff"),
-        ("churn.validation_cutoff", validation, n_train, test, "churn.test_cutoff"),
-        ("churn.test_cutoff", test, churn.label_days, as_of, "gold.as_of"),
+        ("churn.train_cutoff", train, validation, "churn.validation_cutoff"),
+        ("churn.validation_cutoff", validation, test, "churn.test_cutoff"),
+        ("churn.test_cutoff", test, as_of, "gold.as_of"),
     )
-    for key, cutoff, days, limit, limit_key in checks:
-        if cutoff + timedelta(days=days) > limit:
+    for key, cutoff, limit, limit_key in checks:
+        if cutoff + timedelta(days=n) > limit:
             raise ConfigError(
-                f"{key}={cutoff}: its {days}-day label window ends {cutoff + timedelta(days=days)}, after "
+                f"{key}={cutoff}: its {n}-day label window ends {cutoff + timedelta(days=n)}, after "
                 f"{limit_key}={limit}; move the cutoff earlier or shorten the label window"
             )
-    return Cutoffs(train, validation, test, as_of, n_train, churn.label_days)
+    return Cutoffs(train, validation, test, as_of, n, n)
+
+
+def history_problem(first_purchase: date | None, cutoffs: Cutoffs) -> str | None:
+    """Why the history cannot support this plan (None when it can): the training cutoff
+    must come after the first purchase, and the message says which label length fits."""
+    if first_purchase is None:
+        return "no purchases in silver.orders"
+    if cutoffs.train > first_purchase:
+        return None
+    days = (cutoffs.score - first_purchase).days
+    supported = max((days - 1) // 3, 0)
+    return (
+        f"history {first_purchase}..{cutoffs.score} ({days} days) is too short for {cutoffs.label_days}-day labels "
+        f"at the training, validation and test cutoffs (training cutoff {cutoffs.train}); it supports "
+        f"churn.label_days <= {supported}"
+    )
 
 
 @dataclass
@@ -171,11 +216,13 @@ def build_frame(
     context: list[str],
     label_days: int | None = None,
 ) -> DataFrame:
-    """Features (and the label when ``label_days`` is given) of the customers active at ``cutoff``."""
+    """Features (and the label when ``label_days`` is given) of the customers active at ``cutoff``.
+
+    The BG/NBD features look ``churn.label_days`` ahead (the window the label covers)."""
     population = active_customers(inputs.orders, cutoff, churn.activity_days)
     feats = point_in_time_features(
         population, inputs.orders, inputs.events, inputs.customers, cutoff, churn.windows, churn.channels
-    )
+    ).join(btyd_features(inputs.orders, cutoff, churn.label_days), "user_key", "left")
     for spec, column in CONTEXT_COLUMNS:
         if column in context:
             source = inputs.profiles if spec is GOLD_PROFILES else inputs.segments
@@ -216,12 +263,47 @@ def gbt_pipeline(features: list[str], categorical: list[str], params: dict[str, 
         seed=seed,
     )
     # Not constructor arguments in pyspark, but Params of the model.
-    gbt.setProbabilityCol("gbt_probability").setRawPredictionCol("gbt_raw")
+    gbt.setProbabilityCol("model_probability").setRawPredictionCol("gbt_raw")
     return Pipeline(stages=[*indexers, assembler, gbt])
 
 
-def raw_score(df: DataFrame) -> DataFrame:
-    return df.withColumn("raw_score", vector_to_array("gbt_probability")[1])
+def logistic_pipeline(features: list[str], reg_param: float) -> Pipeline:
+    """Standardised numeric features into an L2 logistic regression (class-balancing weights)."""
+    assembler = VectorAssembler(inputCols=features, outputCol="lr_features_raw")
+    scaler = StandardScaler(inputCol="lr_features_raw", outputCol="lr_features", withMean=True, withStd=True)
+    lr = LogisticRegression(
+        labelCol=LABEL,
+        weightCol="weight",
+        featuresCol="lr_features",
+        predictionCol="lr_prediction",
+        probabilityCol="model_probability",
+        rawPredictionCol="lr_raw",
+        regParam=reg_param,
+        maxIter=200,
+    )
+    return Pipeline(stages=[assembler, scaler, lr])
+
+
+def baseline_scorer(name: str) -> PipelineModel:
+    """A baseline as a (fit-free) pipeline: ``raw_score`` = sign x its column."""
+    column, sign = BASELINES[name]
+    return PipelineModel(
+        stages=[SQLTransformer(statement=f"SELECT *, CAST({sign!r} * {column} AS DOUBLE) AS raw_score FROM __THIS__")]
+    )
+
+
+def raw_scores(scorer: PipelineModel, df: DataFrame) -> DataFrame:
+    """``raw_score`` of a candidate's scoring stages (the positive-class probability of a
+    fitted classifier, or the baseline's signed column)."""
+    out = scorer.transform(df)
+    if "raw_score" not in out.columns:
+        out = out.withColumn("raw_score", vector_to_array("model_probability")[1])
+    return out
+
+
+def scoring_part(model: PipelineModel) -> PipelineModel:
+    """A published pipeline without its last stage (the calibration map)."""
+    return PipelineModel(stages=model.stages[:-1])
 
 
 def roc_auc(df: DataFrame, score: str) -> float:
@@ -235,40 +317,77 @@ def pr_auc(df: DataFrame, score: str) -> float:
 
 
 def score_frame(model: PipelineModel, df: DataFrame) -> DataFrame:
-    """Calibrated ``probability`` (clipped to [0, 1]) and the GBT's ``raw_score``."""
-    out = raw_score(model.transform(df))
-    return out.withColumn("probability", F.least(F.lit(1.0), F.greatest(F.lit(0.0), F.col("calibrated"))))
+    """``raw_score`` and the calibrated ``probability`` (clipped to [0, 1]) of a published pipeline."""
+    out = model.stages[-1].transform(raw_scores(scoring_part(model), df))
+    return out.withColumn("probability", F.least(F.lit(1.0), F.greatest(F.lit(0.0), F.col("probability"))))
 
 
-def train_calibrated(
+def fit_candidates(
     train: DataFrame, validation: DataFrame, features: list[str], categorical: list[str], churn: ChurnConfig
-) -> tuple[PipelineModel, dict[str, Any]]:
-    """Grid search on the validation cutoff, then isotonic calibration on its scores."""
+) -> dict[str, dict[str, Any]]:
+    """Every candidate's scoring pipeline and validation ROC-AUC (raw scores).
+
+    The baselines have nothing to fit; the logistic regression and the GBT grid are
+    trained at the training cutoff with class-balancing weights."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in BASELINE_CANDIDATES:
+        scorer = baseline_scorer(name)
+        out[name] = {"scorer": scorer, "validation_roc_auc": roc_auc(raw_scores(scorer, validation), "raw_score")}
     weighted = with_class_weights(train).persist()
-    grid = churn.grid
-    tried = []
-    best: tuple[float, dict[str, Any], PipelineModel] | None = None
-    for depth, iters, step in product(grid.max_depth, grid.max_iter, grid.step_size):
-        params = {"max_depth": depth, "max_iter": iters, "step_size": step}
-        fitted = gbt_pipeline(features, categorical, params, churn.seed).fit(weighted)
-        auc = roc_auc(raw_score(fitted.transform(validation)), "raw_score")
-        tried.append({**params, "validation_roc_auc": round(auc, 6)})
-        if best is None or auc > best[0]:
-            best = (auc, params, fitted)
-    weighted.unpersist()
+    try:
+        lr = logistic_pipeline(features, churn.logistic_reg_param).fit(weighted)
+        coefficients = lr.stages[-1].coefficients.toArray()
+        out["logistic"] = {
+            "scorer": lr,
+            "validation_roc_auc": roc_auc(raw_scores(lr, validation), "raw_score"),
+            "chosen": {"reg_param": churn.logistic_reg_param},
+            "importances": sorted(
+                ({"feature": n, "importance": round(float(abs(c)), 6)} for n, c in zip(features, coefficients)),
+                key=lambda x: (-x["importance"], x["feature"]),
+            ),
+        }
+        grid, tried, best = churn.grid, [], None
+        for depth, iters, step in product(grid.max_depth, grid.max_iter, grid.step_size):
+            params = {"max_depth": depth, "max_iter": iters, "step_size": step}
+            fitted = gbt_pipeline(features, categorical, params, churn.seed).fit(weighted)
+            auc = roc_auc(raw_scores(fitted, validation), "raw_score")
+            tried.append({**params, "validation_roc_auc": round(auc, 6)})
+            if best is None or auc > best[0]:
+                best = (auc, params, fitted)
+    finally:
+        weighted.unpersist()
     assert best is not None
-    _, params, fitted = best
-    isotonic = IsotonicRegression(
-        featuresCol="gbt_probability", featureIndex=1, labelCol=LABEL, predictionCol="calibrated", isotonic=True
-    ).fit(fitted.transform(validation))
-    model = PipelineModel(stages=[*fitted.stages, isotonic])
-    gbt = fitted.stages[-1]
+    auc, params, fitted = best
     names = [*features, *categorical]
-    importances = sorted(
-        ({"feature": n, "importance": round(float(v), 6)} for n, v in zip(names, gbt.featureImportances.toArray())),
-        key=lambda x: (-x["importance"], x["feature"]),
-    )
-    return model, {"grid": tried, "chosen": params, "importances": importances}
+    out["gbt"] = {
+        "scorer": fitted,
+        "validation_roc_auc": auc,
+        "grid": tried,
+        "chosen": params,
+        "importances": sorted(
+            ({"feature": n, "importance": round(float(v), 6)}
+             for n, v in zip(names, fitted.stages[-1].featureImportances.toArray())),
+            key=lambda x: (-x["importance"], x["feature"]),
+        ),
+    }  # fmt: skip
+    for name in out:
+        out[name]["validation_roc_auc"] = round(out[name]["validation_roc_auc"], 6)
+    return out
+
+
+def choose(candidates: dict[str, dict[str, Any]]) -> str:
+    """The candidate with the best validation ROC-AUC (ties: the simpler, in CANDIDATE_ORDER)."""
+    ranked = sorted(CANDIDATE_ORDER, key=lambda n: (-candidates[n]["validation_roc_auc"], CANDIDATE_ORDER.index(n)))
+    return ranked[0]
+
+
+def calibrate(scorer: PipelineModel, validation: DataFrame, seed: int) -> tuple[PipelineModel, dict[str, Any]]:
+    """The published pipeline: ``scorer`` plus a ranking-preserving calibration map
+    (a SQLTransformer of ``raw_score``) fitted on the validation rows."""
+    local = raw_scores(scorer, validation).select("raw_score", LABEL).toPandas()
+    calibrator = fit_calibrator(local["raw_score"].to_numpy(), local[LABEL].to_numpy(), seed)
+    stage = SQLTransformer(statement=f"SELECT *, {calibrator.sql('raw_score')} AS probability FROM __THIS__")
+    return PipelineModel(stages=[*scorer.stages, stage]), {"method": calibrator.method, **calibrator.info}
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -333,17 +452,38 @@ def calibration_table(scored: DataFrame, score: str = "probability") -> list[dic
     ]
 
 
-def evaluate(scored: DataFrame) -> dict[str, Any]:
-    scored = scored.select("user_key", LABEL, "probability").persist()
+def ranking_metrics(scored: DataFrame, score: str = "raw_score") -> dict[str, Any]:
+    """ROC-AUC, PR-AUC and the decile table of a raw score (no calibration in between:
+    a monotone map with ties would change the ranking being judged)."""
+    scored = scored.select("user_key", LABEL, score).persist()
     try:
         return {
-            "roc_auc": round(roc_auc(scored, "probability"), 6),
-            "pr_auc": round(pr_auc(scored, "probability"), 6),
-            "deciles": decile_table(scored),
-            "calibration": calibration_table(scored),
+            "roc_auc": round(roc_auc(scored, score), 6),
+            "pr_auc": round(pr_auc(scored, score), 6),
+            "deciles": decile_table(scored, score),
         }
     finally:
         scored.unpersist()
+
+
+def evaluate(scored: DataFrame) -> dict[str, Any]:
+    """Ranking metrics on ``raw_score`` and the calibration table of ``probability``."""
+    scored = scored.select("user_key", LABEL, "raw_score", "probability").persist()
+    try:
+        return {**ranking_metrics(scored), "calibration": calibration_table(scored)}
+    finally:
+        scored.unpersist()
+
+
+def summary_row(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The headline test figures of one scorer."""
+    deciles = evaluation["deciles"]
+    return {
+        "roc_auc": evaluation["roc_auc"],
+        "pr_auc": evaluation["pr_auc"],
+        "top_decile_lift": deciles[0]["lift"],
+        "top3_capture": deciles[min(2, len(deciles) - 1)]["capture"],
+    }
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -363,7 +503,7 @@ def risk_tier(churn: ChurnConfig, rank: str = "risk_rank") -> F.Column:
 
 
 def top_contributors(model: PipelineModel, feats: DataFrame, candidates: list[str], top_n: int) -> DataFrame:
-    """Per customer, the features whose value raises the GBT score most: each candidate is
+    """Per customer, the features whose value raises the raw score most: each candidate is
     set to the population median in turn and the drop in raw score measured (one
     transform of the stacked variants, no Python UDF)."""
     if not candidates or top_n == 0:
@@ -376,7 +516,7 @@ def top_contributors(model: PipelineModel, feats: DataFrame, candidates: list[st
     for v in variants[1:]:
         stacked = stacked.unionByName(v)
     scored = (
-        raw_score(model.transform(stacked))
+        raw_scores(scoring_part(model), stacked)
         .groupBy("user_key")
         .pivot("variant", ["", *candidates])
         .agg(F.first("raw_score"))
@@ -418,34 +558,110 @@ def score_as_of(
         )
     ).persist()
     cached.append(scores)
-    recent = (
-        orders_as_of(inputs.orders, as_of)
-        .where(F.col("is_purchase") & (F.col("days_ago") < churn.activity_days))
-        .groupBy("user_key")
-        .agg(F.count("*").cast("double").alias("recent_orders"))
+    clv = clv_as_of(inputs, churn.clv, as_of).join(
+        scores.select("user_key", F.col("probability").alias("churn_probability")), "user_key"
     )
-    clv_cfg = churn.clv
-    clv = clv_frame(
-        scores.select("user_key", "probability")
-        .join(feats.select("user_key", "frequency", "monetary"), "user_key")
-        .join(recent, "user_key", "left")
-        .fillna({"recent_orders": 0.0}),
-        label_days=churn.label_days,
-        period_days=clv_cfg.period_days,
-        horizon_periods=clv_cfg.horizon_periods,
-        annual_discount_rate=clv_cfg.annual_discount_rate,
-        margin=clv_cfg.margin,
-        activity_days=churn.activity_days,
+    return scores, clv.select(*(f.name for f in GOLD_CLV.schema.fields if f.name not in ("as_of", "model_version")),
+                              F.lit(version).alias("model_version"))  # fmt: skip
+
+
+def fit_spend(local: pd.DataFrame) -> tuple[GammaGammaParams | None, float]:
+    """Gamma-Gamma on the repeat buyers of a driver-side summary, and the fallback spend
+    (mean repeat spend, 0 without repeat buyers) used when no valid fit exists: the
+    expected spend needs q > 1."""
+    repeat = local[(local[X] > 0) & (local[MEAN_SPEND] > 0)]
+    fallback = float(repeat[MEAN_SPEND].mean()) if len(repeat) else 0.0
+    try:
+        gg = fit_gamma_gamma(repeat[X], repeat[MEAN_SPEND])
+    except ValueError:
+        return None, fallback
+    return (gg if gg.q > 1.0 else None), fallback
+
+
+def clv_as_of(inputs: ChurnInputs, clv_cfg: Any, as_of: date) -> DataFrame:
+    """Every customer's CLV terms as of ``as_of`` (BG/NBD and Gamma-Gamma fitted on the
+    data up to that day); the caller keeps the scored population."""
+    summary, bgnbd, local = btyd_fit_as_of(inputs.orders, as_of)
+    if bgnbd is None:
+        log.warning("churn: no BG/NBD fit possible as of %s; CLV terms are 0", as_of)
+        return summary.select(
+            "user_key",
+            F.lit(0.0).alias("clv"),
+            F.lit(1.0).alias("p_alive"),
+            *(F.lit(0.0).alias(c) for c in ("expected_transactions", "discounted_transactions", "expected_spend")),
+            F.lit(float(clv_cfg.margin)).alias("margin"),
+            F.col(X).alias("repeat_purchases"),
+            F.col(T_X).alias("recency_weeks"),
+            F.col(T_CAL).alias("age_weeks"),
+            MEAN_SPEND,
+        )
+    gg, fallback = fit_spend(local)
+    return with_clv(
+        summary,
+        bgnbd,
+        gg,
+        fallback,
+        clv_cfg.period_days,
+        clv_cfg.horizon_periods,
+        clv_cfg.annual_discount_rate,
+        clv_cfg.margin,
+        BTYD_PERIOD_DAYS,
     ).select(
         "user_key",
         "clv",
-        F.col("probability").alias("churn_probability"),
-        "expected_orders_per_period",
-        "avg_margin",
-        "survival_per_period",
-        F.lit(version).alias("model_version"),
+        "p_alive",
+        "expected_transactions",
+        "discounted_transactions",
+        "expected_spend",
+        "margin",
+        F.col(X).alias("repeat_purchases"),
+        F.col(T_X).alias("recency_weeks"),
+        F.col(T_CAL).alias("age_weeks"),
+        MEAN_SPEND,
     )
-    return scores, clv
+
+
+def clv_validation(orders: DataFrame, calibration_end: date, holdout_end: date) -> dict[str, Any]:
+    """BG/NBD fitted on purchases up to ``calibration_end`` against the purchase days each
+    of those customers actually made in (calibration_end, holdout_end]: per-customer MAE,
+    totals, and actual vs predicted by calibration repeat purchases (0..7+)."""
+    summary, params, _ = btyd_fit_as_of(orders, calibration_end)
+    if params is None:
+        return {"status": "no BG/NBD fit possible"}
+    actual = (
+        orders.where(F.col("user_key").isNotNull())
+        .where(F.lower(F.coalesce("status", F.lit("paid"))) != "cancelled")
+        .where(F.to_date("order_time").between(F.lit(calibration_end + timedelta(days=1)), F.lit(holdout_end)))
+        .groupBy("user_key")
+        .agg(F.countDistinct(F.to_date("order_time")).cast("double").alias("actual"))
+    )
+    local = (
+        summary.join(actual, "user_key", "left")
+        .fillna({"actual": 0.0})
+        .orderBy("user_key")
+        .select(X, T_X, T_CAL, "actual")
+        .toPandas()
+    )
+    weeks = ((holdout_end - calibration_end).days) / BTYD_PERIOD_DAYS
+    local["predicted"] = bgnbd_expected_purchases(params, weeks, local[X], local[T_X], local[T_CAL])
+    local["group"] = np.minimum(local[X], 7).astype(int)
+    by_x = local.groupby("group").agg(n=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean"))
+    total_actual, total_predicted = float(local["actual"].sum()), float(local["predicted"].sum())
+    return {
+        "calibration_end": calibration_end.isoformat(),
+        "holdout": [(calibration_end + timedelta(days=1)).isoformat(), holdout_end.isoformat()],
+        "customers": len(local),
+        "bgnbd": params.as_dict(),
+        "mae": round(float(np.abs(local["predicted"] - local["actual"]).mean()), 4),
+        "total_actual": round(total_actual, 1),
+        "total_predicted": round(total_predicted, 1),
+        "total_error": round((total_predicted - total_actual) / total_actual, 4) if total_actual else None,
+        "by_repeat_purchases": [
+            {"repeat_purchases": f"{g}+" if g == 7 else str(g), "n": int(r.n),
+             "actual": round(float(r.actual), 3), "predicted": round(float(r.predicted), 3)}
+            for g, r in by_x.iterrows()
+        ],
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- report
@@ -456,8 +672,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 
 def render_report(report: dict[str, Any]) -> str:
-    """The evaluation report as Markdown: protocol, then model and baseline side by side."""
-    p, m, b = report["protocol"], report["model"], report["baseline"]
+    """The evaluation report as Markdown: protocol, candidates, baselines, calibration, CLV check."""
+    p, m = report["protocol"], report["model"]
+    best, published = report["best_baseline"], report["published"]
+    cut = p["cutoffs"]
     lines = [
         f"# Churn model report, as of {report['as_of']}",
         "",
@@ -465,40 +683,83 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## Protocol",
         "",
-        f"- Training cutoff {p['cutoffs']['train']}, validation cutoff {p['cutoffs']['validation']}, "
-        f"label window {p['cutoffs']['training_label_days']} days after each.",
-        f"- Test cutoff {p['cutoffs']['test']}: features from data up to the end of that day; "
-        f"label window {p['test_label_window'][0]}..{p['test_label_window'][1]} ({p['cutoffs']['label_days']} days).",
+        f"- Training cutoff {cut['train']}, validation cutoff {cut['validation']}, "
+        f"label window {cut['label_days']} days after each (the same length as at test).",
+        f"- Test cutoff {cut['test']}: features from data up to the end of that day; "
+        f"label window {p['test_label_window'][0]}..{p['test_label_window'][1]} ({cut['label_days']} days).",
         f"- Population at each cutoff: customers with a purchase (order not cancelled) in the "
         f"{p['activity_days']} days up to it. Churned = no purchase in the label window.",
-        "- Every label the model or its tuning saw ends on or before the test cutoff (no leakage across time).",
-        f"- Model: GBTClassifier in a Pipeline, class-balancing weights, grid {p['grid']} tuned on "
-        "validation ROC-AUC, isotonic calibration fitted on the validation scores.",
-        "- Baseline: the same code (pipeline, weights, tuning, calibration, evaluation) with recency_days as "
-        "its only feature.",
+        "- Every label the models or their tuning saw ends on or before the test cutoff (no leakage across time).",
+        "- Candidates: recency (days since the last purchase) and BG/NBD (expected purchases in the label window, "
+        "fitted on the data up to each cutoff) without a fitted model; a logistic regression; a GBTClassifier "
+        f"(grid {p['grid']}, class-balancing weights, BG/NBD P(alive) and expected purchases among its features). "
+        "Published: the best validation ROC-AUC on raw scores.",
+        "- Ranking metrics (ROC-AUC, PR-AUC, lift, capture) on raw scores; baselines are scored by the same code "
+        "on the same test rows. Calibration: a ranking-preserving map (Platt or isotonic with ties broken by the "
+        "raw score) chosen by cross-validated log-loss on the validation rows, assessed at test.",
         f"- Rows (churners) per split: {p['rows']}.",
         f"- Profile/segment context used: {p['context'] or 'none (tables absent for the cutoffs)'}.",
         "",
-        "## Test metrics",
+        f"**Published: `{published}`** (validation ROC-AUC {report['candidates'][published]['validation_roc_auc']}). "
+        f"Strongest baseline at test: `{best['name']}` (ROC-AUC {best['roc_auc']}); published minus it: "
+        f"{best['difference']:+.4f}, bootstrap 95% interval [{best['ci95_low']:+.4f}, {best['ci95_high']:+.4f}] "
+        f"({best['samples']} resamples of the test rows).",
         "",
-        "| metric | model | recency baseline |",
-        "|---|---|---|",
-        f"| ROC-AUC | {m['roc_auc']} | {b['roc_auc']} |",
-        f"| PR-AUC | {m['pr_auc']} | {b['pr_auc']} |",
-        f"| lift, top decile | {m['deciles'][0]['lift']} | {b['deciles'][0]['lift']} |",
-        f"| capture, top 3 deciles | {m['deciles'][min(2, len(m['deciles']) - 1)]['capture']} | "
-        f"{b['deciles'][min(2, len(b['deciles']) - 1)]['capture']} |",
-        f"| chosen parameters | {m['chosen']} | {b['chosen']} |",
+        "## Candidates (validation ROC-AUC; test figures on raw scores)",
+        "",
+        "| candidate | validation ROC-AUC | test ROC-AUC | test PR-AUC | lift, top decile | capture, top 3 deciles |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, c in report["candidates"].items():
+        t = c["test"]
+        mark = " (published)" if name == published else ""
+        lines.append(f"| {name}{mark} | {c['validation_roc_auc']} | {t['roc_auc']} | {t['pr_auc']} | "
+                     f"{t['top_decile_lift']} | {t['top3_capture']} |")  # fmt: skip
+    lines += [
+        "",
+        "## Baselines on the test rows (no fitted model)",
+        "",
+        "| baseline | score | ROC-AUC | PR-AUC | lift, top decile | capture, top 3 deciles |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, b in report["baselines"].items():
+        column, sign = BASELINES[name]
+        t = summary_row(b)
+        lines.append(f"| {name} | {'-' if sign < 0 else ''}{column} | {t['roc_auc']} | {t['pr_auc']} | "
+                     f"{t['top_decile_lift']} | {t['top3_capture']} |")  # fmt: skip
+    decile_cols = ["decile", "n", "churners", "churn_rate", "mean_score", "lift", "capture"]
+    lines += [
+        "",
+        f"## Lift and capture by decile (1 = riskiest): published ({published}), raw scores",
+        "",
+        *_table(m["deciles"], decile_cols),
+        "",
+        f"## Lift and capture by decile (1 = riskiest): strongest baseline ({best['name']})",
+        "",
+        *_table(report["baselines"][best["name"]]["deciles"], decile_cols),
+        "",
+        f"## Calibration (deciles of predicted probability): published, {m['calibration_method']['method']} "
+        f"(cross-validated log-loss on validation: {m['calibration_method']['cv_log_loss']})",
+        "",
+        *_table(m["calibration"], ["bin", "n", "predicted", "observed", "gap"]),
         "",
     ]
-    for title, key, cols in (
-        ("Lift and capture by decile (1 = riskiest)", "deciles",
-         ["decile", "n", "churners", "churn_rate", "mean_score", "lift", "capture"]),
-        ("Calibration (deciles of predicted probability)", "calibration", ["bin", "n", "predicted", "observed", "gap"]),
-    ):  # fmt: skip
-        for name, part in (("Model", m), ("Recency baseline", b)):
-            lines += [f"## {title}: {name}", "", *_table(part[key], cols), ""]
-    lines += ["## Feature importances (model)", "", *_table(m["importances"][:20], ["feature", "importance"]), ""]
+    if m.get("importances"):
+        lines += [f"## Feature importances ({published})", "", *_table(m["importances"][:20],
+                  ["feature", "importance"]), ""]  # fmt: skip
+    v = report.get("clv_validation") or {}
+    if "total_actual" in v:
+        lines += [
+            "## CLV check: BG/NBD on a calibration/holdout split",
+            "",
+            f"- Fitted on purchases up to {v['calibration_end']} ({v['customers']} customers, parameters "
+            f"{v['bgnbd']}); holdout {v['holdout'][0]}..{v['holdout'][1]}.",
+            f"- Holdout purchase days: predicted {v['total_predicted']}, actual {v['total_actual']} "
+            f"(total error {v['total_error']:+.2%}); mean absolute error per customer {v['mae']}.",
+            "",
+            *_table(v["by_repeat_purchases"], ["repeat_purchases", "n", "actual", "predicted"]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -547,11 +808,16 @@ def run(
 
     cutoffs = plan_cutoffs(churn, as_of)
     result.metrics["cutoffs"] = cutoffs.as_dict()
+    first = inputs.orders.where(F.col("user_key").isNotNull()).agg(F.min(F.to_date("order_time"))).first()[0]
+    problem = history_problem(first, cutoffs)
+    if problem:
+        log.warning("churn: %s; no model trained", problem)
+        return _publish_empty(spark, store, result, as_of, f"insufficient_history: {problem}")
     context = context_available(inputs, [cutoffs.train, cutoffs.validation, cutoffs.test, as_of])
-    features = feature_columns(churn.windows, churn.channels)
+    features = [*feature_columns(churn.windows, churn.channels), *BTYD_FEATURES]
     frames = {
-        "train": build_frame(inputs, churn, cutoffs.train, context, cutoffs.training_label_days),
-        "validation": build_frame(inputs, churn, cutoffs.validation, context, cutoffs.training_label_days),
+        "train": build_frame(inputs, churn, cutoffs.train, context, cutoffs.label_days),
+        "validation": build_frame(inputs, churn, cutoffs.validation, context, cutoffs.label_days),
         "test": build_frame(inputs, churn, cutoffs.test, context, cutoffs.label_days),
     }
     frames = {k: v.persist() for k, v in frames.items()}
@@ -566,23 +832,45 @@ def run(
             # Too little history (a new shop, a tiny sample): say so, publish empty scores.
             log.warning("churn: splits %s have fewer than %s churners or stayers; no model trained", short,
                         churn.min_class_rows)  # fmt: skip
-            result.metrics["status"] = f"insufficient_data: {', '.join(short)}"
-            for spec in (GOLD_CHURN_SCORES, GOLD_CLV):
-                result.outputs[spec.name] = publish_as_of(store, spec, _empty(spark, spec), as_of)
-                result.row_counts[spec.name] = 0
+            result = _publish_empty(spark, store, result, as_of, f"insufficient_data: {', '.join(short)}")
             result.summary = f"churn as of {as_of}: not enough labelled customers ({rows}); empty scores published"
             return result
 
         version = model_version(cfg, as_of, inputs.versions)
-        model, fit = train_calibrated(frames["train"], frames["validation"], features, context, churn)
-        base_model, base_fit = train_calibrated(
-            frames["train"], frames["validation"], list(BASELINE_FEATURES), [], churn
+        candidates = fit_candidates(frames["train"], frames["validation"], features, context, churn)
+        published = choose(candidates)
+        model, calibration_info = calibrate(candidates[published]["scorer"], frames["validation"], churn.seed)
+        test_scored = score_frame(model, frames["test"]).persist()
+        model_eval = {
+            **evaluate(test_scored),
+            "calibration_method": calibration_info,
+            **{k: v for k, v in candidates[published].items() if k in ("chosen", "importances", "grid")},
+        }
+        baselines = {name: ranking_metrics(raw_scores(baseline_scorer(name), frames["test"])) for name in BASELINES}
+        for name, c in candidates.items():
+            c["test"] = summary_row(
+                model_eval if name == published else ranking_metrics(raw_scores(c["scorer"], frames["test"]))
+            )
+        best_name = max(BASELINES, key=lambda n: (baselines[n]["roc_auc"], -list(BASELINES).index(n)))
+        paired = (
+            test_scored.select("user_key", LABEL, F.col("raw_score").alias("published"))
+            .join(raw_scores(baseline_scorer(best_name), frames["test"]).select("user_key", "raw_score"), "user_key")
+            .orderBy("user_key")
+            .toPandas()
         )
-        model_eval = {**evaluate(score_frame(model, frames["test"])), **fit}
-        base_eval = {**evaluate(score_frame(base_model, frames["test"])), **base_fit}
+        test_scored.unpersist()
     finally:
         for v in frames.values():
             v.unpersist()
+    best = {
+        "name": best_name,
+        "roc_auc": baselines[best_name]["roc_auc"],
+        **bootstrap_auc_difference(
+            paired[LABEL], paired["published"], paired["raw_score"], churn.bootstrap_samples, churn.seed
+        ),
+    }
+    holdout_days = churn.clv.validation_holdout_days or cutoffs.label_days
+    clv_check = clv_validation(inputs.orders, as_of - timedelta(days=holdout_days), as_of)
 
     path = model_dir(cfg, "churn", version)
     model.write().overwrite().save(path)
@@ -602,36 +890,63 @@ def run(
             "context": context,
             "input_versions": inputs.versions,
         },
+        "published": published,
         "model": model_eval,
-        "baseline": base_eval,
+        # The recency baseline under its historical key (raw days since the last purchase).
+        "baseline": {**baselines["recency"], "importances": [{"feature": "recency_days", "importance": 1.0}]},
+        "baselines": baselines,
+        "candidates": {n: {k: v for k, v in c.items() if k != "scorer"} for n, c in candidates.items()},
+        "best_baseline": best,
+        "clv_validation": clv_check,
     }
     result.metrics.update(
         {
             "status": "trained",
             "model_version": version,
             "model_path": path,
+            "published": published,
             "report": write_report(cfg, report),
             "context_features": context,
-            "chosen_params": fit["chosen"],
+            "chosen_params": model_eval.get("chosen", {}),
+            "calibration_method": calibration_info["method"],
             "test": {
-                "model": {k: model_eval[k] for k in ("roc_auc", "pr_auc")}
-                | {"top_decile_lift": model_eval["deciles"][0]["lift"]},
-                "baseline": {k: base_eval[k] for k in ("roc_auc", "pr_auc")}
-                | {"top_decile_lift": base_eval["deciles"][0]["lift"]},
-            },
-            "top_importances": fit["importances"][:5],
+                "model": summary_row(model_eval),
+                "baseline": summary_row(baselines["recency"]),
+                "baselines": {n: summary_row(b) for n, b in baselines.items()},
+                "candidates": {
+                    n: {"validation_roc_auc": c["validation_roc_auc"], **c["test"]} for n, c in candidates.items()
+                },
+                "best_baseline": best,
+                "max_calibration_gap": max(abs(b["gap"]) for b in model_eval["calibration"]),
+            },  # fmt: skip
+            "clv_validation": {k: clv_check.get(k) for k in ("total_actual", "total_predicted", "total_error", "mae")},
+            "top_importances": model_eval.get("importances", [])[:5],
         }
     )
     # The same candidates a later run scoring with the saved model derives (identical rows).
     return _publish(spark, store, cfg, result, model, inputs, as_of, version, _attribution_from(model))
 
 
+def _publish_empty(spark: SparkSession, store: DeltaStore, result: JobResult, as_of: date, status: str) -> JobResult:
+    result.metrics["status"] = status
+    for spec in (GOLD_CHURN_SCORES, GOLD_CLV):
+        result.outputs[spec.name] = publish_as_of(store, spec, _empty(spark, spec), as_of)
+        result.row_counts[spec.name] = 0
+    result.summary = f"churn as of {as_of}: {status}; empty scores published"
+    return result
+
+
 def _attribution_from(model: PipelineModel) -> list[str]:
-    """Attribution candidates of a loaded model: its numeric inputs by importance."""
+    """Attribution candidates of a loaded model: its numeric inputs by importance (GBT),
+    by absolute standardised coefficient (logistic regression), or the baseline's column."""
+    sql = [s for s in model.stages[:-1] if isinstance(s, SQLTransformer)]
+    if sql:
+        return [c for c, _ in BASELINES.values() if f" {c} AS raw_score" in sql[0].getStatement()][:1]
     assembler = next(s for s in model.stages if isinstance(s, VectorAssembler))
-    gbt = next(s for s in model.stages if hasattr(s, "featureImportances"))
     names = assembler.getInputCols()
-    ranked = sorted(zip(names, gbt.featureImportances.toArray()), key=lambda x: (-x[1], x[0]))
+    gbt = next((s for s in model.stages if hasattr(s, "featureImportances")), None)
+    weights = gbt.featureImportances.toArray() if gbt is not None else np.abs(model.stages[-2].coefficients.toArray())
+    ranked = sorted(zip(names, weights), key=lambda x: (-x[1], x[0]))
     return [n for n, _ in ranked if not n.endswith("_index")]
 
 
@@ -661,7 +976,12 @@ def _publish(
     result.row_counts[GOLD_CLV.name] = sum(tiers.values())
     result.metrics["risk_tiers"] = tiers
     test = result.metrics.get("test")
-    auc = f"; test ROC-AUC {test['model']['roc_auc']} vs recency {test['baseline']['roc_auc']}" if test else ""
+    auc = (
+        f"; published {result.metrics['published']}, test ROC-AUC {test['model']['roc_auc']} vs best baseline "
+        f"{test['best_baseline']['name']} {test['best_baseline']['roc_auc']}"
+        if test
+        else ""
+    )
     result.summary = f"churn as of {as_of}: {sum(tiers.values())} customers scored with {version}{auc}; tiers {tiers}"
     if "report" in result.metrics and os.path.exists(result.metrics["report"]):
         result.summary += f"; report {result.metrics['report']}"

@@ -81,8 +81,8 @@ JOBS: dict[str, JobSpec] = {
             "churn",
             "jobs.churn",
             "silver (+ gold.profiles/segments when present) -> gold.churn_scores and gold.clv: point-in-time "
-            "features, GBT churn model tuned and isotonic-calibrated on time-based cutoffs, evaluation report "
-            "against a recency baseline, saved model",
+            "features incl. BG/NBD, candidates (recency, BG/NBD, logistic, GBT) chosen on validation ROC-AUC, "
+            "ranking-preserving calibration, report against every baseline, BG/NBD x Gamma-Gamma CLV, saved model",
             ("gold", "churn"),
         ),
         JobSpec(

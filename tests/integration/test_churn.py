@@ -67,6 +67,7 @@ def test_model_reaches_085_and_beats_recency_baseline(trained):
     # The report's numbers are the run log's numbers.
     assert report["model"]["roc_auc"] == test["model"]["roc_auc"]
     assert report["baseline"]["roc_auc"] == test["baseline"]["roc_auc"]
+    print("Generated shop test", json.dumps({**test, "published": result.metrics["published"]}, sort_keys=True))
 
 
 def test_calibrated_in_every_decile(trained):
@@ -134,25 +135,44 @@ def test_outputs_reconcile(spark, trained):
         c = clv[r.user_key]
         assert c.churn_probability == r.probability and c.clv >= 0.0
     assert any(r.top_features for r in scores)
-    # The CLV terms follow the documented formula: survival per 30-day period from a
-    # 30-day churn probability is 1 - p; a customer with recent orders and p < 1 has value.
+    # The CLV terms follow the documented formula: discounted BG/NBD purchases x
+    # Gamma-Gamma spend x margin; the discounted count never exceeds the undiscounted one.
     for r in scores:
         c = clv[r.user_key]
-        assert c.survival_per_period == pytest.approx(1.0 - r.probability)
-        assert (c.clv > 0) == (c.expected_orders_per_period > 0 and c.avg_margin > 0 and r.probability < 1.0)
+        assert c.clv == pytest.approx(c.discounted_transactions * c.expected_spend * c.margin)
+        assert c.margin == 0.30 and 0.0 <= c.p_alive <= 1.0 and c.expected_spend > 0.0
+        assert 0.0 < c.discounted_transactions < c.expected_transactions
+    # Someone likelier alive with the same history length is worth more purchases.
+    ranked = sorted(clv.values(), key=lambda c: c.p_alive)
+    low, high = ranked[: len(ranked) // 4], ranked[-len(ranked) // 4 :]
+    assert sum(c.expected_transactions for c in high) / len(high) > sum(c.expected_transactions for c in low) / len(low)
 
 
-def test_report_shows_protocol_and_both_models(trained):
+def test_report_shows_protocol_candidates_and_baselines(trained):
     _, _, result, report = trained
     text = Path(result.metrics["report"]).read_text()
     cut = report["protocol"]["cutoffs"]
     assert (cut["train"], cut["validation"], cut["test"]) == ("2024-02-29", "2024-03-30", "2024-04-29")
-    assert "## Protocol" in text and "Baseline: the same code" in text
-    m, b = report["model"], report["baseline"]
-    assert f"| ROC-AUC | {m['roc_auc']} | {b['roc_auc']} |" in text
-    assert f"| PR-AUC | {m['pr_auc']} | {b['pr_auc']} |" in text
-    assert [i["feature"] for i in b["importances"]] == ["recency_days"]
-    assert len(m["importances"]) > 20 and abs(sum(i["importance"] for i in m["importances"]) - 1.0) < 1e-3
+    assert cut["training_label_days"] == cut["label_days"] == 30
+    assert "## Protocol" in text and "baselines are scored by the same code on the same test rows" in text
+    published = report["published"]
+    c = report["candidates"]
+    assert set(c) == {"recency", "bgnbd", "logistic", "gbt"}
+    assert c[published]["validation_roc_auc"] == max(v["validation_roc_auc"] for v in c.values())
+    for name, v in c.items():
+        t = v["test"]
+        mark = " (published)" if name == published else ""
+        assert (f"| {name}{mark} | {v['validation_roc_auc']} | {t['roc_auc']} | {t['pr_auc']} | "
+                f"{t['top_decile_lift']} | {t['top3_capture']} |") in text  # fmt: skip
+    for name, b in report["baselines"].items():
+        assert f"| {name} |" in text and str(b["roc_auc"]) in text
+    assert [i["feature"] for i in report["baseline"]["importances"]] == ["recency_days"]
+    gbt = c["gbt"]
+    assert len(gbt["importances"]) > 20 and abs(sum(i["importance"] for i in gbt["importances"]) - 1.0) < 1e-3
+    assert {"btyd_p_alive", "btyd_expected_purchases"} <= {i["feature"] for i in gbt["importances"]}
+    # The recency baseline is ranked on raw days: its deciles' mean scores are days, decreasing.
+    means = [d["mean_score"] for d in report["baseline"]["deciles"]]
+    assert means == sorted(means, reverse=True) and means[0] > 1.0
 
 
 def test_saved_model_scores_without_retraining(spark, trained, tmp_path):
@@ -271,51 +291,135 @@ def test_no_feature_changes_when_data_after_the_cutoff_changes(spark, silver_lak
 
 
 # ---------------------------------------------------------------------------- CDNOW
-def _cdnow_truth(path: Path) -> tuple[int, int]:
-    """(customers who bought 1997-01-01..09-30, of whom no purchase 1997-10-01..1998-06-30),
-    read straight from the text file."""
-    calib, holdout = set(), set()
+CDNOW_TEST_CUTOFF = "1998-04-01"
+
+
+def _cdnow_days(path: Path) -> dict[str, list[str]]:
+    """Purchase days (YYYYMMDD) per customer, read straight from the text file."""
+    days: dict[str, set[str]] = {}
     for line in path.read_text().split("\n"):
-        if not line.strip():
-            continue
-        _, cid, day, *_ = line.split()
-        if "19970101" <= day <= "19970930":
-            calib.add(cid)
-        elif "19971001" <= day <= "19980630":
-            holdout.add(cid)
-    return len(calib), len(calib - holdout)
+        if line.strip():
+            _, cid, day, *_ = line.split()
+            days.setdefault(cid, set()).add(day)
+    return {c: sorted(d) for c, d in days.items()}
 
 
-def test_cdnow_report_compares_model_and_recency(spark, shared_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
+def _auc(labels: list[float], scores: list[float]) -> float:
+    """Pairwise ROC-AUC (ties one half), independent of the job's code."""
+    pos = [s for y, s in zip(labels, scores) if y == 1.0]
+    neg = sorted(s for y, s in zip(labels, scores) if y == 0.0)
+    import bisect
+
+    wins = sum(bisect.bisect_left(neg, p) + 0.5 * (bisect.bisect_right(neg, p) - bisect.bisect_left(neg, p))
+               for p in pos)  # fmt: skip
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.fixture(scope="module")
+def cdnow_run(spark, shared_data, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
     cfg = make_config(
-        tmp_path,
+        tmp_path_factory.mktemp("cdnow"),
         f"landing.root={shared_data}",
         "landing.sources=[cdnow]",
         "gold.as_of=1998-06-30",
-        "churn.label_days=273",
-        "churn.training_label_days=91",
-        "churn.test_cutoff=1997-09-30",
-        "churn.activity_days=273",
+        "churn.label_days=90",
+        # Everyone who ever bought is in the population (the cohort's whole history).
+        "churn.activity_days=546",
         "churn.grid.max_depth=[2, 3]",
-        "churn.grid.max_iter=[20]",
+        "churn.grid.max_iter=[30]",
+        "churn.clv.validation_holdout_days=273",
     )
     run_job(spark, cfg, "ingest")
     run_job(spark, cfg, "clean")
     result = run_job(spark, cfg, "churn")
+    mp.undo()
     report = json.loads(Path(result.metrics["report"].removesuffix(".md") + ".json").read_text())
+    return cfg, result, report
+
+
+def test_cdnow_same_label_length_and_rows_from_the_file(cdnow_run, shared_data):
+    _, result, report = cdnow_run
+    cut = report["protocol"]["cutoffs"]
+    assert (cut["train"], cut["validation"], cut["test"]) == ("1997-10-03", "1998-01-01", CDNOW_TEST_CUTOFF)
+    assert cut["training_label_days"] == cut["label_days"] == 90
+    assert report["protocol"]["test_label_window"] == ["1998-04-02", "1998-06-30"]
+    days = _cdnow_days(shared_data / "cdnow_sample" / "CDNOW_sample.txt")
+    buyers = {c for c, d in days.items() if d[0] <= "19980401"}
+    churners = {c for c in buyers if not any("19980402" <= d <= "19980630" for d in days[c])}
+    assert result.metrics["rows"]["test"] == {"rows": len(buyers), "churners": len(churners)}
+    assert len(buyers) == 2357
+
+
+def test_cdnow_published_scores_match_the_best_baseline(cdnow_run, shared_data):
+    _, result, report = cdnow_run
+    test = result.metrics["test"]
+    base = test["baselines"]
+    best = max(base[n]["roc_auc"] for n in ("recency", "bgnbd", "bgnbd_p_alive"))
+    assert test["model"]["roc_auc"] >= best - 0.005, test
+    assert test["model"]["top_decile_lift"] >= base["recency"]["top_decile_lift"] - 0.02, test
+    # The recency baseline's ROC-AUC, recomputed from the file without the job's code.
+    days = _cdnow_days(shared_data / "cdnow_sample" / "CDNOW_sample.txt")
+    cutoff = date(1998, 4, 1)
+    rows = [(c, d) for c, d in days.items() if d[0] <= "19980401"]
+    recency = [(cutoff - datetime.strptime(max(x for x in d if x <= "19980401"), "%Y%m%d").date()).days
+               for _, d in rows]  # fmt: skip
+    labels = [0.0 if any("19980402" <= x <= "19980630" for x in d) else 1.0 for _, d in rows]
+    assert base["recency"]["roc_auc"] == pytest.approx(_auc(labels, recency), abs=1e-4)
+    # Every candidate is reported with validation and test figures; the published one won validation.
+    cands = test["candidates"]
+    assert set(cands) == {"recency", "bgnbd", "logistic", "gbt"}
+    published = result.metrics["published"]
+    assert cands[published]["validation_roc_auc"] == max(c["validation_roc_auc"] for c in cands.values())
+    assert cands[published]["roc_auc"] == test["model"]["roc_auc"]
+    # The interval of the difference to the strongest baseline is in the run log and the report.
+    gap = test["best_baseline"]
+    assert gap["ci95_low"] <= gap["difference"] <= gap["ci95_high"] and gap["samples"] >= 900
     text = Path(result.metrics["report"]).read_text()
-    customers, churners = _cdnow_truth(shared_data / "cdnow_sample" / "CDNOW_sample.txt")
-    assert result.metrics["rows"]["test"] == {"rows": customers, "churners": churners}
-    assert report["protocol"]["test_label_window"] == ["1997-10-01", "1998-06-30"]
-    assert (report["protocol"]["cutoffs"]["train"], report["protocol"]["cutoffs"]["validation"]) == (
-        "1997-04-01",
-        "1997-07-01",
-    )
-    assert "Test cutoff 1997-09-30" in text and "label window 1997-10-01..1998-06-30 (273 days)" in text
-    m, b = report["model"], report["baseline"]
-    assert f"| ROC-AUC | {m['roc_auc']} | {b['roc_auc']} |" in text
-    assert "## Lift and capture by decile (1 = riskiest): Recency baseline" in text
-    # Both are real rankers on this data (a coin flip gives 0.5), whichever wins.
-    assert m["roc_auc"] > 0.6 and b["roc_auc"] > 0.6
-    print("CDNOW test ROC-AUC model", m["roc_auc"], "recency", b["roc_auc"], "PR-AUC", m["pr_auc"], b["pr_auc"])
+    assert f"Strongest baseline at test: `{gap['name']}`" in text and "bootstrap 95% interval" in text
+    print("CDNOW test", json.dumps(test, sort_keys=True))
+
+
+def test_cdnow_calibration_gap(cdnow_run):
+    _, result, report = cdnow_run
+    table = report["model"]["calibration"]
+    assert [b["bin"] for b in table] == list(range(1, 11)), table  # ranking-preserving: no ties, ten bins
+    assert result.metrics["test"]["max_calibration_gap"] == max(abs(b["gap"]) for b in table)
+    # Measured 0.089 (bin 2). The churn rate of the 90 days after each cutoff is 0.837 at
+    # validation (1998-01-01) and 0.873 at test (1998-04-01); nothing known by the test cutoff
+    # announces the rise (BG/NBD fitted there expects 0.850), so probabilities calibrated at
+    # validation sit low at test. The issue's target of 0.05 is the xfail below.
+    assert max(abs(b["gap"]) for b in table) <= 0.10, table
+
+
+@pytest.mark.xfail(strict=True, reason="issue #23 target; measured 0.089: the test window's churn rate rises")
+def test_cdnow_calibrated_within_005(cdnow_run):
+    _, _, report = cdnow_run
+    assert max(abs(b["gap"]) for b in report["model"]["calibration"]) <= 0.05
+
+
+def test_cdnow_clv_holdout_and_table(spark, cdnow_run):
+    cfg, result, report = cdnow_run
+    check = report["clv_validation"]
+    assert check["holdout"] == ["1997-10-01", "1998-06-30"] and check["customers"] == 2357
+    # Purchase days in the holdout, counted from the file by tests/unit/test_btyd.py's pandas path: 1,882.
+    assert check["total_actual"] == 1882.0
+    # BG/NBD with the published parameters (reproduced in tests/unit/test_btyd.py) predicts 1,653.4.
+    assert check["bgnbd"]["r"] == pytest.approx(0.243, rel=0.01)
+    assert check["total_predicted"] == pytest.approx(1653.4, abs=1.0)
+    assert [g["repeat_purchases"] for g in check["by_repeat_purchases"]] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert sum(g["n"] for g in check["by_repeat_purchases"]) == 2357
+    store = open_store(spark, cfg)
+    clv = store.read(GOLD_CLV).where(F.col("as_of") == date(1998, 6, 30)).collect()
+    assert len(clv) == 2357
+    for r in clv:
+        assert r.clv == pytest.approx(r.discounted_transactions * r.expected_spend * r.margin)
+        assert 0.0 <= r.p_alive <= 1.0 and 0.0 <= r.discounted_transactions <= r.expected_transactions
+    print("CDNOW CLV check", json.dumps({k: v for k, v in check.items() if k != "by_repeat_purchases"}))
+
+
+@pytest.mark.xfail(strict=True, reason="issue #23 target; BG/NBD with the published parameters predicts -12.1%")
+def test_cdnow_clv_holdout_total_within_10_percent(cdnow_run):
+    _, _, report = cdnow_run
+    assert abs(report["clv_validation"]["total_error"]) <= 0.10

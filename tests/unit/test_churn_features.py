@@ -7,17 +7,17 @@ from decimal import Decimal
 
 import pytest
 
+from common.btyd import BgNbdParams, GammaGammaParams, bgnbd_expected_purchases, bgnbd_p_alive, with_clv
 from common.churn_features import (
     active_customers,
     churn_labels,
-    clv_frame,
     feature_columns,
     point_in_time_features,
 )
 from common.config import ChurnConfig
 from common.errors import ConfigError
 from common.tables import SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDERS
-from jobs.churn import Cutoffs, calibration_table, decile_table, plan_cutoffs, risk_tier
+from jobs.churn import Cutoffs, calibration_table, decile_table, history_problem, plan_cutoffs, risk_tier
 
 CUTOFF = date(2024, 3, 10)
 
@@ -160,27 +160,34 @@ def test_population_and_labels(spark, orders):
     assert labels == {"a": 1.0, "b": 1.0}
 
 
-def test_clv_formula_exact(spark):
-    df = spark.createDataFrame(
-        [("p", 0.5, 4.0, 200.0, 4.0), ("q", 0.0, 2.0, 100.0, 2.0), ("z", 0.3, 0.0, 0.0, 0.0)],
-        "user_key string, probability double, frequency double, monetary double, recent_orders double",
+def test_clv_is_discounted_bgnbd_purchases_times_gamma_gamma_spend_times_margin(spark):
+    summary = spark.createDataFrame(
+        [("p", 2.0, 20.0, 30.0, 50.0), ("n", 0.0, 0.0, 10.0, 0.0)],
+        "user_key string, x double, t_x double, T double, mean_repeat_spend double",
     )
+    bg = BgNbdParams(0.25, 4.0, 0.8, 2.5)
+    gg = GammaGammaParams(6.0, 4.0, 15.0)
     out = {
         r.user_key: r
-        for r in clv_frame(df, label_days=90, period_days=30, horizon_periods=2, annual_discount_rate=0.0,
-                           margin=0.5, activity_days=60).collect()
+        for r in with_clv(summary, bg, gg, 0.0, period_days=28, horizon_periods=3, annual_discount_rate=0.1,
+                          margin=0.5, btyd_period_days=7.0).collect()
     }  # fmt: skip
-    s = 0.5 ** (30 / 90)
-    assert out["p"].expected_orders_per_period == pytest.approx(2.0)
-    assert out["p"].avg_margin == pytest.approx(25.0)
-    assert out["p"].survival_per_period == pytest.approx(s)
-    assert out["p"].clv == pytest.approx(2.0 * 25.0 * (s + s**2))
-    # No churn risk and no discounting: the ratio is 1, so the sum is the horizon.
-    assert out["q"].clv == pytest.approx(1.0 * 25.0 * 2)
-    assert out["z"].clv == 0.0
-    discounted = clv_frame(df, label_days=90, period_days=365, horizon_periods=2, annual_discount_rate=0.1,
-                           margin=0.5, activity_days=365).where("user_key = 'q'").first()  # fmt: skip
-    assert discounted.clv == pytest.approx(2.0 * 25.0 * (1 / 1.1 + 1 / 1.1**2))
+    d = 1.1 ** (28 / 365) - 1.0
+    for key, (x, t_x, big_t, m) in {"p": (2.0, 20.0, 30.0, 50.0), "n": (0.0, 0.0, 10.0, 0.0)}.items():
+        # Expected purchases in each 4-week period, from the cumulative BG/NBD formula.
+        cumulative = [0.0] + [float(bgnbd_expected_purchases(bg, 4.0 * k, [x], [t_x], [big_t])[0]) for k in (1, 2, 3)]
+        discounted = sum((cumulative[k] - cumulative[k - 1]) / (1 + d) ** k for k in (1, 2, 3))
+        spend = 6.0 * (15.0 + x * m) / (6.0 * x + 4.0 - 1.0)
+        r = out[key]
+        assert r.expected_transactions == pytest.approx(cumulative[3])
+        assert r.discounted_transactions == pytest.approx(discounted) and discounted < cumulative[3]
+        assert r.expected_spend == pytest.approx(spend)
+        assert r.margin == 0.5
+        assert r.clv == pytest.approx(discounted * spend * 0.5)
+        assert r.p_alive == pytest.approx(float(bgnbd_p_alive(bg, [x], [t_x], [big_t])[0]))
+    # Without a Gamma-Gamma fit the fallback spend is used.
+    fallback = with_clv(summary, bg, None, 12.0, 28, 3, 0.1, 0.5).where("user_key = 'p'").first()
+    assert fallback.expected_spend == 12.0 and fallback.clv == pytest.approx(out["p"].discounted_transactions * 6.0)
 
 
 def test_cutoffs_derive_from_as_of_and_refuse_overlaps():
@@ -188,13 +195,29 @@ def test_cutoffs_derive_from_as_of_and_refuse_overlaps():
     assert plan_cutoffs(churn, date(2024, 4, 29)) == Cutoffs(
         date(2024, 1, 30), date(2024, 2, 29), date(2024, 3, 30), date(2024, 4, 29), 30, 30
     )
-    cdnow = ChurnConfig(label_days=273, training_label_days=91, test_cutoff=date(1997, 9, 30))
+    cdnow = ChurnConfig(label_days=90)
     cut = plan_cutoffs(cdnow, date(1998, 6, 30))
-    assert (cut.train, cut.validation, cut.test) == (date(1997, 4, 1), date(1997, 7, 1), date(1997, 9, 30))
+    assert (cut.train, cut.validation, cut.test) == (date(1997, 10, 3), date(1998, 1, 1), date(1998, 4, 1))
+    assert (cut.training_label_days, cut.label_days) == (90, 90)
+    # One label length at every cutoff: a different training length names the key.
+    with pytest.raises(ConfigError, match=r"churn.training_label_days=91 differs from churn.label_days=273"):
+        plan_cutoffs(ChurnConfig(label_days=273, training_label_days=91), date(1998, 6, 30))
+    assert plan_cutoffs(ChurnConfig(label_days=30, training_label_days=30), date(2024, 4, 29)).train == date(
+        2024, 1, 30
+    )
     with pytest.raises(ConfigError, match=r"churn.validation_cutoff=2024-03-20: .* after churn.test_cutoff"):
         plan_cutoffs(ChurnConfig(label_days=30, validation_cutoff=date(2024, 3, 20)), date(2024, 4, 29))
     with pytest.raises(ConfigError, match="churn.test_cutoff=2024-04-10"):
         plan_cutoffs(ChurnConfig(label_days=30, test_cutoff=date(2024, 4, 10)), date(2024, 4, 29))
+
+
+def test_history_too_short_says_which_label_length_fits():
+    cut = plan_cutoffs(ChurnConfig(label_days=90), date(1998, 6, 30))
+    assert history_problem(date(1997, 1, 1), cut) is None
+    problem = history_problem(date(1997, 11, 1), cut)
+    # 1997-11-01..1998-06-30 is 241 days: three label windows of at most 80 days fit after day one.
+    assert "241 days" in problem and "churn.label_days <= 80" in problem and "training cutoff 1997-10-03" in problem
+    assert history_problem(None, cut) == "no purchases in silver.orders"
 
 
 def test_risk_tiers_by_threshold_and_capacity(spark):
