@@ -941,7 +941,7 @@ def _attribution_from(model: PipelineModel) -> list[str]:
     by absolute standardised coefficient (logistic regression), or the baseline's column."""
     sql = [s for s in model.stages[:-1] if isinstance(s, SQLTransformer)]
     if sql:
-        return [c for c, _ in BASELINES.values() if f" {c} AS raw_score" in sql[0].getStatement()][:1]
+        return [c for c, _ in BASELINES.values() if f" {c} AS DOUBLE) AS raw_score" in sql[0].getStatement()][:1]
     assembler = next(s for s in model.stages if isinstance(s, VectorAssembler))
     names = assembler.getInputCols()
     gbt = next((s for s in model.stages if hasattr(s, "featureImportances")), None)

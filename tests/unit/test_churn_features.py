@@ -17,7 +17,18 @@ from common.churn_features import (
 from common.config import ChurnConfig
 from common.errors import ConfigError
 from common.tables import SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDERS
-from jobs.churn import Cutoffs, calibration_table, decile_table, history_problem, plan_cutoffs, risk_tier
+from jobs.churn import (
+    BASELINES,
+    Cutoffs,
+    _attribution_from,
+    baseline_scorer,
+    calibration_table,
+    decile_table,
+    history_problem,
+    plan_cutoffs,
+    risk_tier,
+    score_frame,
+)
 
 CUTOFF = date(2024, 3, 10)
 
@@ -218,6 +229,22 @@ def test_history_too_short_says_which_label_length_fits():
     # 1997-11-01..1998-06-30 is 241 days: three label windows of at most 80 days fit after day one.
     assert "241 days" in problem and "churn.label_days <= 80" in problem and "training cutoff 1997-10-03" in problem
     assert history_problem(None, cut) == "no purchases in silver.orders"
+
+
+def test_published_baseline_scores_by_its_column_and_names_it_for_attribution(spark):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import SQLTransformer
+
+    cols = sorted({c for c, _ in BASELINES.values()})
+    df = spark.createDataFrame([("a", *[1.0] * len(cols)), ("b", *[5.0] * len(cols))], ["user_key", *cols])
+    calibration = SQLTransformer(statement="SELECT *, 1.0 / (1.0 + EXP(-raw_score)) AS probability FROM __THIS__")
+    for name, (column, sign) in BASELINES.items():
+        published = PipelineModel(stages=[*baseline_scorer(name).stages, calibration])
+        # A baseline published as the model explains its scores by its one column.
+        assert _attribution_from(published) == [column], name
+        got = {r.user_key: (r.raw_score, r.probability) for r in score_frame(published, df).collect()}
+        assert got["a"][0] == sign * 1.0 and got["b"][0] == sign * 5.0, name
+        assert (got["b"][1] > got["a"][1]) == (sign > 0), name
 
 
 def test_risk_tiers_by_threshold_and_capacity(spark):
