@@ -10,6 +10,8 @@ scale runs in a fresh process (peak memory is per process) and records:
   blocked products, the output rows);
 * shuffle bytes written by the Spark jobs of the run (the REST status API of the
   application's UI, summed over the stages of the run's job group);
+* CPU seconds (user + system) of the JVM and the Python workers during the call,
+  which the shared cores' load disturbs far less than wall time;
 * peak RSS of the driver's Python, of the JVM (driver and executors in local mode)
   and of the Python workers together, sampled every 0.2 s;
 * the 1-minute load average before and after (the 2 cores are shared).
@@ -56,6 +58,9 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.driver = self.jvm = self.workers = 0
+        # CPU seconds (user + system) of each descendant, last seen: wall time on shared
+        # cores depends on the load, CPU time much less.
+        self.cpu: dict[int, float] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -71,8 +76,10 @@ class Sampler(threading.Thread):
             try:
                 rss = child.memory_info().rss
                 name = child.name()
+                times = child.cpu_times()
             except psutil.Error:
                 continue
+            self.cpu[child.pid] = times.user + times.system
             if "java" in name:
                 jvm += rss
             elif "python" in name:
@@ -118,6 +125,8 @@ def run_items(items: int, rank: int, k: int, seed: int, overrides: list[str]) ->
     spark.sparkContext.setJobGroup("similar", f"dense_top_k {items} items")
     load_before = os.getloadavg()
     sampler = Sampler()
+    sampler.sample()
+    cpu_before = dict(sampler.cpu)
     sampler.start()
     began = time.perf_counter()
     neighbours = dense_top_k(factors, k, "item_id", "features", "similar_item_id")
@@ -131,6 +140,7 @@ def run_items(items: int, rank: int, k: int, seed: int, overrides: list[str]) ->
         "rank": rank,
         "k": k,
         "wall_s": wall,
+        "cpu_s": sum(s - cpu_before.get(pid, 0.0) for pid, s in sampler.cpu.items()),
         "shuffle_write_bytes": shuffle_written(spark, "similar"),
         "rows": rows,
         "driver_peak_mb": sampler.driver / MB,
@@ -195,6 +205,15 @@ def run_shop(users: int, products: int, days: int, seed: int, overrides: list[st
     return out
 
 
+def _cpu(row: dict, per_pairs: bool = False) -> str:
+    """CPU seconds of the run (recorded since runs of 2026-12-05 19:55), or per million ordered pairs."""
+    if "cpu_s" not in row:
+        return "-"
+    if per_pairs:
+        return f"{row['cpu_s'] / (row['items'] * (row['items'] - 1) / 1e6):.4f}"
+    return f"{row['cpu_s']:.1f}"
+
+
 def write_markdown(rows: list[dict], out: Path) -> None:
     lines = [
         "# Similar items benchmark",
@@ -205,13 +224,14 @@ def write_markdown(rows: list[dict], out: Path) -> None:
         "",
         "## Exact cosine top-k (`common.neighbours.dense_top_k`), random factors",
         "",
-        "| items | rank | k | wall s | shuffle written | driver Python peak MB | JVM peak MB "
-        "| Python workers peak MB | rows | load before / after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| items | rank | k | wall s | JVM + workers CPU s | CPU s per million pairs | shuffle written "
+        "| driver Python peak MB | JVM peak MB | Python workers peak MB | rows | load before / after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted((r for r in rows if r["kind"] == "items"), key=lambda r: r["items"]):
         lines.append(
-            f"| {r['items']:,} | {r['rank']} | {r['k']} | {r['wall_s']:.1f} | {r['shuffle_write_bytes']:,} B "
+            f"| {r['items']:,} | {r['rank']} | {r['k']} | {r['wall_s']:.1f} | {_cpu(r)} | {_cpu(r, per_pairs=True)} "
+            f"| {r['shuffle_write_bytes']:,} B "
             f"| {r['driver_peak_mb']:.0f} | {r['jvm_peak_mb']:.0f} | {r['workers_peak_mb']:.0f} | {r['rows']:,} "
             f"| {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |"
         )
