@@ -164,6 +164,20 @@ def silver_lake(spark, tmp_path_factory):
     mp.undo()
 
 
+def string_cells(store, layers: tuple[str, ...]):
+    """``(table, column, value)`` for every string cell of every existing table in ``layers``:
+    the privacy tests scan them all for personal data."""
+    from common.tables import ALL_TABLES
+
+    for name, spec in ALL_TABLES.items():
+        if spec.layer not in layers or not store.exists(spec):
+            continue
+        df = store.read(spec)
+        strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        for row in df.select(*strings).collect():
+            yield from ((name, column, value) for column, value in zip(strings, row))
+
+
 def with_missing_columns(df, spec):
     """``df`` plus ``spec``'s other columns: tests that stand in for a gold job write
     its contract columns only, whatever the job adds besides. Nullable extras are
