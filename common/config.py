@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -572,14 +572,52 @@ def packaged_conf_dir() -> Path | None:
     return folder / "conf"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, *, key: str | None = None, hint: str = "") -> dict[str, Any]:
+    """The mapping at the top of one YAML config file; the one place config YAML is read.
+
+    Args:
+        path: the file.
+        key: the config key that named the file (e.g. ``campaign.definitions``), named
+            when the file is missing.
+        hint: said after a missing file, e.g. which files exist.
+
+    Raises:
+        ConfigError: one line naming the file (and ``key``) when the file is missing,
+            not valid YAML (with line and column), or not a mapping at the top level.
+    """
+    path = Path(path)
+    if not path.is_file():
+        where = f"{key}: " if key else ""
+        raise ConfigError(f"{where}file {path} not found" + (f" ({hint})" if hint else ""))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
     return data
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_yaml(path: str | Path, model: type[ModelT], *, what: str, key: str | None = None, hint: str = "") -> ModelT:
+    """Read one YAML config file (:func:`read_yaml`) and validate it into ``model``.
+
+    Args:
+        what: what the file holds, for messages (``campaign definitions``).
+
+    Raises:
+        ConfigError: ``invalid <what> (<file>): <key path>: <problem>`` naming every bad
+            key, or a problem of :func:`read_yaml`.
+    """
+    data = read_yaml(path, key=key, hint=hint)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {what} ({path}): {describe_validation_error(exc)}") from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -644,7 +682,7 @@ def load_config(
         # Not environments: the base, quality rules, campaign definitions.
         known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("base", "quality", "campaigns"))
         raise ConfigError(f"unknown env {env!r}: no {env_file} (known: {', '.join(known)})")
-    data = deep_merge(_read_yaml(folder / "base.yaml"), _read_yaml(env_file))
+    data = deep_merge(read_yaml(folder / "base.yaml"), read_yaml(env_file))
     for text in overrides:
         data = deep_merge(data, parse_override(text))
     data["env"] = env

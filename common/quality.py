@@ -38,13 +38,12 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import ShopLakeConfig, StrictModel, describe_validation_error
+from common.config import ShopLakeConfig, StrictModel, describe_validation_error, read_yaml
 from common.errors import ConfigError, ShopLakeError
 from common.tables import ALL_TABLES, TableSpec
 
@@ -382,14 +381,7 @@ def load_quality_rules(cfg: ShopLakeConfig, *, check_with_gx: bool = True) -> di
         ConfigError: the file is missing or not YAML, or a key is unknown or invalid (named).
     """
     path = Path(cfg.conf_dir) / QUALITY_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {path}: the quality gates of the silver tables are declared there")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    data = read_yaml(path, hint="the quality gates of the silver tables are declared there")
     return parse_quality_rules(data, str(path), check_with_gx=check_with_gx)
 
 

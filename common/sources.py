@@ -12,11 +12,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from common.config import ShopLakeConfig, StrictModel, describe_validation_error
-from common.errors import ConfigError
+from common.config import ShopLakeConfig, StrictModel, load_yaml
 from common.tables import BRONZE_DATA_TABLES, INGEST_META_NAMES
 
 FieldType = Literal["string", "int", "long", "double", "decimal", "boolean", "date", "timestamp"]
@@ -164,15 +162,18 @@ class SourceMapping(StrictModel):
 def load_source(name: str, cfg: ShopLakeConfig) -> SourceMapping:
     """Load and validate ``conf/sources/<name>.yaml``; errors name the file and key."""
     folder = Path(cfg.conf_dir) / "sources"
+    known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
     path = folder / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ConfigError(f"landing.sources: no source mapping {path} (known: {', '.join(known)})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
-    try:
-        return SourceMapping.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+    return load_yaml(path, SourceMapping, what="source mapping", key="landing.sources", hint=f"known: {known}")
+
+
+def check_sources(cfg: ShopLakeConfig) -> None:
+    """Validate every mapping in ``conf/sources/`` and those ``landing.sources`` names
+    (which must exist), so a typo in any of them stops a run before Spark starts.
+
+    Raises:
+        ConfigError: naming the file and key.
+    """
+    folder = Path(cfg.conf_dir) / "sources"
+    for name in sorted({*cfg.landing.sources, *(p.stem for p in folder.glob("*.yaml"))}):
+        load_source(name, cfg)

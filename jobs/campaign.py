@@ -34,8 +34,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -43,7 +42,7 @@ from pyspark.sql import types as T
 from common import charts, export, stats
 from common.artifacts import report_path
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_to
-from common.config import CampaignConfig, ShopLakeConfig, StrictModel, describe_validation_error
+from common.config import CampaignConfig, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
 from common.runlog import JobResult, new_run_id
@@ -130,17 +129,8 @@ def load_definitions(cfg: ShopLakeConfig) -> list[CampaignDefinition]:
     Raises:
         ConfigError: naming the file and the bad key.
     """
-    path = Path(cfg.resolve_path(cfg.campaign.definitions))
-    if not path.is_file():
-        raise ConfigError(f"campaign.definitions: file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
-    try:
-        return CampaignFile.model_validate(data).campaigns
-    except ValidationError as exc:
-        raise ConfigError(f"invalid campaign definitions ({path}): {describe_validation_error(exc)}") from None
+    path = cfg.resolve_path(cfg.campaign.definitions)
+    return load_yaml(path, CampaignFile, what="campaign definitions", key="campaign.definitions").campaigns
 
 
 def required_inputs(defn: CampaignDefinition) -> list[str]:

@@ -33,13 +33,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import field_validator
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of
-from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig
+from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
 from common.runlog import JobResult, new_run_id
@@ -402,26 +402,33 @@ def with_lifecycle(windows: LifecycleConfig):
     return transform
 
 
+class TagFile(StrictModel):
+    """``conf/tags.yaml``: ``tags: {name: Spark SQL condition over gold.profiles}``."""
+
+    tags: dict[str, str]
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _names_and_conditions(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not value:
+            raise ValueError("expected a mapping 'tags: {name: condition, ...}'")
+        for name, condition in value.items():
+            if not isinstance(name, str) or not name.strip() or not isinstance(condition, str) or not condition.strip():
+                raise ValueError(f"tag {name!r}: expected a non-empty name and a SQL condition string")
+        return value
+
+
 def load_tag_rules(cfg: ShopLakeConfig) -> dict[str, str]:
-    """``{tag: condition}`` from ``profile.tags_file`` (relative to the conf folder)."""
+    """``{tag: condition}`` from ``profile.tags_file`` (relative to the conf folder).
+
+    Raises:
+        ConfigError: naming the file and the key (conditions are compiled by
+            :func:`validate_tag_rules`, which needs Spark).
+    """
     path = Path(cfg.profile.tags_file)
     if not path.is_absolute():
         path = Path(cfg.conf_dir) / path
-    if not path.is_file():
-        raise ConfigError(f"profile.tags_file: {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
-    tags = data.get("tags") if isinstance(data, dict) else None
-    if not isinstance(tags, dict) or not tags:
-        raise ConfigError(f"{path}: expected a mapping 'tags: {{name: condition, ...}}'")
-    rules = {}
-    for name, condition in tags.items():
-        if not isinstance(name, str) or not name.strip() or not isinstance(condition, str) or not condition.strip():
-            raise ConfigError(f"{path}: tag {name!r}: expected a non-empty name and a SQL condition string")
-        rules[name] = condition
-    return rules
+    return dict(load_yaml(path, TagFile, what="tag rules", key="profile.tags_file").tags)
 
 
 def validate_tag_rules(spark: SparkSession, rules: dict[str, str], source: str = "tags") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.config import load_config, parse_override
+from common.config import StrictModel, load_config, load_yaml, parse_override, read_yaml
 from common.errors import ConfigError, MissingSecretError
 
 
@@ -45,6 +45,37 @@ def test_broken_yaml_names_the_file(tmp_path):
     (tmp_path / "local.yaml").write_text("{}\n")
     with pytest.raises(ConfigError, match="base.yaml"):
         load_config("local", conf_dir=tmp_path)
+
+
+class _Thing(StrictModel):
+    name: str
+    size: int = 1
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("name: a\nsise: 2\n", r"invalid thing \(.*thing\.yaml\): sise: unknown key$"),
+        ("name: a\nsize: big\n", r"thing\.yaml\): size: .*integer.* \(got 'big'\)$"),
+        ("size: 2\n", r"thing\.yaml\): name: Field required$"),
+        ("name: [a\n", r"thing\.yaml: not valid YAML: .*line 1, column 7"),
+        ("- name: a\n", r"thing\.yaml: expected a mapping at the top level, found list$"),
+    ],
+)
+def test_yaml_loader_names_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "thing.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_yaml(path, _Thing, what="thing")
+    assert "\n" not in str(info.value)  # one line for the CLI
+
+
+def test_yaml_loader_names_the_key_of_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"^thing\.file: file .*nope\.yaml not found \(known: a, b\)$"):
+        load_yaml(tmp_path / "nope.yaml", _Thing, what="thing", key="thing.file", hint="known: a, b")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    assert read_yaml(tmp_path / "empty.yaml") == {}
+    assert load_yaml(tmp_path / "empty.yaml", StrictModel, what="thing") == StrictModel()
 
 
 def test_override_parsing_keeps_dotted_spark_keys():
