@@ -190,8 +190,9 @@ def pipeline(
 
 def _check_before_spark(cfg: ShopLakeConfig, names) -> None:
     """Fail before the JVM starts (and before the first job of a pipeline writes)."""
-    from jobs.registry import check_lake_root, get_job
+    from jobs.registry import check_lake_root, get_job, validate_all
 
+    validate_all(cfg)
     check_lake_root(cfg)
     if any("privacy" in get_job(name).config_sections for name in names):
         cfg.pseudonym_secret()

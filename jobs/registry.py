@@ -30,6 +30,9 @@ class JobSpec:
     summary: str
     # Config sections whose values are the job's parameters (recorded in the run log).
     config_sections: tuple[str, ...] = ()
+    # "module:function" loaders of the config files the job reads, each taking the config
+    # and raising ConfigError; validate_all calls them all before Spark starts.
+    config_files: tuple[str, ...] = ()
 
 
 JOBS: dict[str, JobSpec] = {
@@ -42,6 +45,7 @@ JOBS: dict[str, JobSpec] = {
             "parsed or typed go to bronze.quarantine with file, line and reason; incremental "
             "by file content hash",
             ("landing", "ingest"),
+            ("common.sources:check_sources",),
         ),
         JobSpec(
             "clean",
@@ -49,6 +53,7 @@ JOBS: dict[str, JobSpec] = {
             "bronze -> silver: deduplicate, merge customer registrations into people, standardise, "
             "pseudonymise (user_key = HMAC with $SHOPLAKE_PSEUDONYM_SECRET), data-quality gates, publish",
             ("clean", "privacy"),
+            ("common.quality:load_quality_rules",),
         ),
         JobSpec(
             "profile",
@@ -56,6 +61,7 @@ JOBS: dict[str, JobSpec] = {
             "silver -> gold.profiles as of a date: attributes, RFM scores and segments, behaviour, "
             "interests, lifecycle stage and YAML-driven tags (conf/tags.yaml), point-in-time",
             ("gold", "profile"),
+            ("jobs.profile:load_tag_rules",),
         ),
         JobSpec(
             "segment",
@@ -91,6 +97,7 @@ JOBS: dict[str, JobSpec] = {
             "gold -> campaign audiences (consent, frequency cap, hash hold-out, k-anonymous exports) "
             "and effect evaluation (KPIs, A/B and hold-out tests, campaign report)",
             ("gold", "campaign"),
+            ("jobs.campaign:load_definitions",),
         ),
     )
 }
@@ -121,6 +128,23 @@ def job_parameters(spec: JobSpec, cfg: ShopLakeConfig) -> dict[str, Any]:
     for section in spec.config_sections:
         params[section] = getattr(cfg, section).model_dump(mode="json")
     return params
+
+
+def validate_all(cfg: ShopLakeConfig) -> None:
+    """Parse every configuration file with the model its job uses, without Spark.
+
+    ``cfg`` itself (base and env files, ``--set``, the ``clean.identity`` rules) is
+    validated by :func:`~common.config.load_config`; this adds the files it names:
+    source mappings, quality rules, tags and campaign definitions. Called for every
+    run, whichever jobs it runs, so a typo anywhere stops it before the first job.
+
+    Raises:
+        ConfigError: the first bad file, naming it and the key.
+    """
+    for spec in (*JOBS.values(), *ON_DEMAND.values()):
+        for loader in spec.config_files:
+            module, _, function = loader.partition(":")
+            getattr(importlib.import_module(module), function)(cfg)
 
 
 def check_lake_root(cfg: ShopLakeConfig) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from common.tables import ALL_TABLES
 from jobs.registry import run_job
-from tests.conftest import TEST_SPARK_CONF, make_config
+from tests.conftest import PROJECT_ROOT, TEST_SPARK_CONF, make_config
 
 SHOPLAKE = [sys.executable, "-m", "jobs.cli"]
 
@@ -69,6 +69,43 @@ def test_broken_config_names_the_key(tmp_path):
     assert proc.returncode == 2
     assert "ingest.max_quarantine_shar: unknown key" in one_error_line(proc)
     assert not (tmp_path / "lake").exists()
+
+
+def conf_with(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, Path]:
+    """A copy of conf/ with one edit in ``name``; returns (conf folder, edited file)."""
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", conf)
+    path = conf / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return conf, path
+
+
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ("clv_top_share:", "clv_top_shar:", "campaigns.0.select.clv_top_shar: unknown key"),
+        ("    channel: email\n", "    channel: email\n    chanel: sms\n", "campaigns.0.chanel: unknown key"),
+    ],
+)
+def test_campaign_typo_stops_the_pipeline_before_any_job(tmp_path, old, new, key):
+    conf, path = conf_with(tmp_path, "campaigns.yaml", old, new)
+    proc = shoplake("pipeline", "--conf-dir", str(conf), *cli_sets(tmp_path), env={"SHOPLAKE_PSEUDONYM_SECRET": "x"})
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc)
+    assert f"({path}): {key}" in line, line
+    # Nothing started: no Spark session (it logs its version), no job, no run log, no lake.
+    assert "Spark" not in proc.stderr and "[1/" not in proc.stderr and not proc.stdout
+    assert not (tmp_path / "lake").exists()
+
+
+def test_tags_typo_stops_a_single_job_that_does_not_read_them(tmp_path):
+    conf, path = conf_with(tmp_path, "tags.yaml", "tags:", "tag:")
+    proc = shoplake("run", "ingest", "--conf-dir", str(conf), *cli_sets(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert f"({path}): tags: Field required; tag: unknown key" in one_error_line(proc)
+    assert "Spark" not in proc.stderr and not (tmp_path / "lake").exists()
 
 
 def test_unknown_job_is_refused(tmp_path):
