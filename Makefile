@@ -44,8 +44,10 @@ run: setup jars blas $(SECRET_FILE)  ## generate sample data, run the pipeline o
 dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, conf), main.py and the wheel
 	$(BIN)/shoplake package --out dist
 
-lint: setup
+# ruff, then the import contracts of pyproject.toml [tool.importlinter] (docs/architecture.md).
+lint: setup  ## ruff and the import contracts (common never imports jobs; data jobs import only common)
 	$(BIN)/ruff check common jobs tests bench
+	$(BIN)/lint-imports --no-cache
 
 # The report test opens the HTML report in headless Chromium (Debian package `chromium`).
 # Installed when missing and apt-get can (root, or password-less sudo); otherwise the
