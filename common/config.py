@@ -24,6 +24,8 @@ from common.errors import ConfigError, MissingSecretError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR_ENV = "SHOPLAKE_CONF_DIR"
 FREE_FORM_MAPS = ("spark.conf",)
+# The YAML files of conf/ that are not environments (conf/<env>.yaml).
+NOT_ENV_FILES = ("base", "quality", "campaigns", "tags")
 
 
 class StrictModel(BaseModel):
@@ -679,8 +681,8 @@ def load_config(
     folder = find_conf_dir(conf_dir)
     env_file = folder / f"{env}.yaml"
     if not env_file.is_file():
-        # Not environments: the base, quality rules, campaign definitions.
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("base", "quality", "campaigns"))
+        # Not environments: the base, quality rules, campaign definitions, tags.
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in NOT_ENV_FILES)
         raise ConfigError(f"unknown env {env!r}: no {env_file} (known: {', '.join(known)})")
     data = deep_merge(read_yaml(folder / "base.yaml"), read_yaml(env_file))
     for text in overrides:

@@ -36,7 +36,7 @@ def test_bad_overrides_name_the_key(override, key):
 
 
 def test_unknown_env_lists_known_ones():
-    with pytest.raises(ConfigError, match="known: cluster, local"):
+    with pytest.raises(ConfigError, match=r"known: cluster, local\)$"):
         load_config("staging")
 
 
