@@ -88,6 +88,11 @@ class GenerateConfig(StrictModel):
     products: int | None = Field(
         None, ge=100, description="Catalogue size; null: one product per ten users, at least 200 (jobs/generate.py)."
     )
+    duplicates: Literal["same_phone", "varied"] = Field(
+        "same_phone",
+        description="Second registrations: 'same_phone' (exact keys find them) or 'varied' (typos, pinyin, "
+        "missing and new identifiers; jobs/generate.py:DUPLICATE_VARIATIONS).",
+    )
     out: str = Field("data/landing", description="Where generated landing files go.")
 
 
