@@ -113,11 +113,19 @@ IdentityColumn = Literal[
 class NameComparisonConfig(StrictModel):
     jaro_winkler: list[float] = Field(default_factory=lambda: [0.92, 0.88, 0.7], min_length=1)
     swapped: bool = Field(True, description="A level for first and last names swapped.")
+    one_edit: bool = Field(
+        True,
+        description="A level for names one insertion, deletion, substitution or transposition apart, after the "
+        "highest Jaro-Winkler level: Jaro-Winkler scores one typo in a short name (two Chinese characters) 0.7.",
+    )
     term_frequency: bool = Field(True, description="Exact matches on rare names weigh more.")
 
 
 class BirthDateComparisonConfig(StrictModel):
     one_edit: bool = Field(True, description="A level for dates one character apart (typos).")
+    day_month_swapped: bool = Field(
+        True, description="A level for the same year with day and month swapped (05-03 typed as 03-05)."
+    )
     within_months: list[int] = Field(default_factory=lambda: [1, 12], description="Levels |difference| <= months.")
 
 
