@@ -2516,9 +2516,11 @@ class _ShopGenerator:
         for kind in bad:
             for r in self._sources(rng, rows, _planted_count(rng, len(rows), CSV_MALFORMED_RATE)):
                 if kind == "wrong_column_count":
-                    a = r[idx["address"]]
+                    # The address, unless a varied second registration left it (or more) out.
+                    col = next(c for c in ("address", "name", "city") if len(r[idx[c]]) > 1)
+                    a = r[idx[col]]
                     cut = int(rng.integers(1, len(a)))
-                    r[idx["address"]] = a[:cut] + "," + a[cut:]  # an unquoted comma splits the address
+                    r[idx[col]] = a[:cut] + "," + a[cut:]  # an unquoted comma splits the field
                 elif kind == "missing_key":
                     r[idx["customer_id"]] = "" if rng.random() < 0.7 else "  "
                 else:
