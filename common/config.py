@@ -90,6 +90,11 @@ class GenerateConfig(StrictModel):
     products: int | None = Field(
         None, ge=100, description="Catalogue size; null: one product per ten users, at least 200 (jobs/generate.py)."
     )
+    duplicates: Literal["same_phone", "varied"] = Field(
+        "same_phone",
+        description="Second registrations: 'same_phone' (exact keys find them) or 'varied' (typos, pinyin, "
+        "missing and new identifiers; jobs/generate.py:DUPLICATE_VARIATIONS).",
+    )
     out: str = Field("data/landing", description="Where generated landing files go.")
 
 
@@ -110,11 +115,19 @@ IdentityColumn = Literal[
 class NameComparisonConfig(StrictModel):
     jaro_winkler: list[float] = Field(default_factory=lambda: [0.92, 0.88, 0.7], min_length=1)
     swapped: bool = Field(True, description="A level for first and last names swapped.")
+    one_edit: bool = Field(
+        True,
+        description="A level for names one insertion, deletion, substitution or transposition apart, after the "
+        "highest Jaro-Winkler level: Jaro-Winkler scores one typo in a short name (two Chinese characters) 0.7.",
+    )
     term_frequency: bool = Field(True, description="Exact matches on rare names weigh more.")
 
 
 class BirthDateComparisonConfig(StrictModel):
     one_edit: bool = Field(True, description="A level for dates one character apart (typos).")
+    day_month_swapped: bool = Field(
+        True, description="A level for the same year with day and month swapped (05-03 typed as 03-05)."
+    )
     within_months: list[int] = Field(default_factory=lambda: [1, 12], description="Levels |difference| <= months.")
 
 

@@ -90,12 +90,25 @@ def comparisons(spec: IdentityComparisons, present: set[str]) -> list[Any]:
         levels = [cll.NullLevel("name"), exact]
         if spec.name.swapped and {"name_first", "name_last"} <= present:
             levels.append(cll.ColumnsReversedLevel("name_first", "name_last", symmetrical=True))
-        levels += [cll.JaroWinklerLevel("name", t) for t in sorted(spec.name.jaro_winkler, reverse=True)]
+        similar = [cll.JaroWinklerLevel("name", t) for t in sorted(spec.name.jaro_winkler, reverse=True)]
+        if spec.name.one_edit:
+            # After the closest Jaro-Winkler band, which already holds one typo in a long name.
+            similar.insert(1, cll.DamerauLevenshteinLevel("name", 1))
+        levels += similar
         out.append(cl.CustomComparison(levels + [cll.ElseLevel()], output_column_name="name"))
     if spec.birth_date is not None and "birth_date" in present:
         levels = [cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date")]
         if spec.birth_date.one_edit:
             levels.append(cll.LevenshteinLevel(ColumnExpression("birth_date").cast_to_string(), 1))
+        if spec.birth_date.day_month_swapped:
+            levels.append(
+                cll.CustomLevel(
+                    "year(birth_date_l) = year(birth_date_r) AND month(birth_date_l) = dayofmonth(birth_date_r) "
+                    "AND dayofmonth(birth_date_l) = month(birth_date_r)",
+                    label_for_charts="Day and month swapped",
+                    base_dialect_str="spark",
+                )
+            )
         levels += [
             cll.AbsoluteDateDifferenceLevel("birth_date", threshold=m, metric="month", input_is_string=False)
             for m in sorted(spec.birth_date.within_months)

@@ -101,11 +101,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
     default=None,
     help="Catalogue size; default one product per ten users, at least 200 [generate.products].",
 )
+@click.option(
+    "--duplicates",
+    type=click.Choice(["same_phone", "varied"]),
+    default=None,
+    help="'varied': second registrations with typos, pinyin names, missing or new phones and e-mails "
+    "(for probabilistic identity resolution) [generate.duplicates].",
+)
 @click.option("--out", default=None, help="Landing folder to write into [generate.out].")
 @env_option
 @set_option
 @conf_dir_option
-def generate(users, days, seed, start_date, attrition, segment_style, products, out, env, overrides, conf_dir) -> None:
+def generate(
+    users, days, seed, start_date, attrition, segment_style, products, duplicates, out, env, overrides, conf_dir
+) -> None:
     """Write deterministic sample landing data for the shop source (customers, products,
     events, orders, order lines, campaign touches) with planted ground truth in
     shop/_manifest.json."""
@@ -124,6 +133,7 @@ def generate(users, days, seed, start_date, attrition, segment_style, products, 
         attrition=g.attrition if attrition is None else attrition,
         segment_style=segment_style or g.segment_style,
         products=products or g.products,
+        duplicates=duplicates or g.duplicates,
     )
     counts = manifest.get("records_expected", {})
     click.echo(f"generated sample shop data in {out_dir}/shop ({time.monotonic() - started:.1f}s)")

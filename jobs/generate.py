@@ -119,6 +119,22 @@ EVENT_MALFORMED_RATE = 0.0004
 EXACT_DUP_RATE = 0.003
 NEAR_DUP_RATE = 0.002
 MIN_PLANTED = 2
+# generate(duplicates=...): "same_phone" (the default) writes every second registration with
+# the first one's number (only formatted differently), so exact keys find them all; "varied"
+# plants more of them with the variation people produce when they register again
+# (:data:`DUPLICATE_VARIATIONS`), for probabilistic identity resolution.
+DUPLICATE_STYLES = ("same_phone", "varied")
+VARIED_DUP_SHARE = 0.03
+# Per field, the chance of each variation in a varied second registration (drawn independently
+# per field; the rest of the time the field is written as in the first registration).
+DUPLICATE_VARIATIONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "name": (("name_typo", 0.3), ("name_pinyin", 0.1), ("name_pinyin_swapped", 0.05), ("name_missing", 0.03)),
+    "phone": (("phone_format", 0.35), ("phone_missing", 0.2), ("phone_different", 0.2)),
+    "email": (("email_case", 0.2), ("email_dots", 0.15), ("email_missing", 0.15), ("email_different", 0.25)),
+    "id_number": (("id_missing", 0.6),),
+    "birth_date": (("birth_day_month_swapped", 0.25), ("birth_missing", 0.1)),
+    "address": (("address_missing", 0.3),),
+}
 # Genuine events with the same (user or session, type, product/query) are at least
 # this far apart, so a content dedup window below it cannot merge real events;
 # near-duplicates trail their original by 1-3 s.
@@ -1148,7 +1164,11 @@ class _ShopGenerator:
         attrition: float = 0.0,
         segment_style: str = "overlapping",
         products: int | None = None,
+        duplicates: str = "same_phone",
     ) -> None:
+        if duplicates not in DUPLICATE_STYLES:
+            raise ValueError(f"duplicates must be one of {DUPLICATE_STYLES}, got {duplicates!r}")
+        self.duplicates = duplicates
         if users <= 0 or days <= 0:
             raise ValueError(f"users and days must be positive, got users={users}, days={days}")
         if products is not None and products < MIN_PRODUCTS:
@@ -1182,6 +1202,7 @@ class _ShopGenerator:
             "ids",
             "tastes",
             "attrition",
+            "duplicates",
         )
         children = np.random.SeedSequence(seed).spawn(len(names))
         self.rng = {n: np.random.default_rng(c) for n, c in zip(names, children)}
@@ -2126,50 +2147,57 @@ class _ShopGenerator:
                 ]
             )
 
-        # Second registrations: the same person again, same number typed differently.
+        # Second registrations: the same person again, by default with the same number typed
+        # differently; with duplicates="varied" as people really re-register.
         old = np.flatnonzero(self.seg != SEG_INDEX["new"])
-        n_dup = min(len(old), max(MIN_PLANTED, int(round(0.01 * P))))
-        dup_of = np.sort(rng.choice(old, n_dup, replace=False)) if n_dup else old[:0]
+        self.dup_kinds: list[list[str]] = []
+        if self.duplicates == "varied":
+            first = {"names": names, "pinyin": pinyin, "phones": phones, "phone_text": phone_text, "emails": emails}
+            first |= {"ids": ids, "birth": birth, "addresses": addresses}
+            dup_of = self._plant_varied_seconds(recs, old, first)
+        else:
+            n_dup = min(len(old), max(MIN_PLANTED, int(round(0.01 * P))))
+            dup_of = np.sort(rng.choice(old, n_dup, replace=False)) if n_dup else old[:0]
+            for i in dup_of.tolist():
+                r = rng.random(6)
+                reg2 = int(self.reg_s[i] + (0.1 + 0.85 * r[0]) * (self.end_s - 1 - self.reg_s[i]))
+                name = names[i]
+                if r[1] < 0.4:
+                    last = name[-1]
+                    name = name[:-1] + NAME_TYPOS.get(last, last if len(name) < 3 else "")
+                    if name == names[i]:
+                        name = names[i][:-1] + ("玮" if self.gender_m[i] else "莉")
+                email = emails[i]
+                if r[2] < 0.5:
+                    local, _, dom = email.partition("@")
+                    email = (local.capitalize() if local[:1].isalpha() else local) + "@" + dom.upper()
+                    if email == emails[i]:
+                        email = emails[i].upper()
+                elif r[2] < 0.75:
+                    email = self._emails(rng, [pinyin[i]])[0]
+                phone2 = format_phone(phones[i], PHONE_STYLES[int(r[3] * len(PHONE_STYLES))])
+                if phone2 == phone_text[i]:  # the first registration already used that style
+                    phone2 = phones[i]
+                idn = ids[i] if r[4] < 0.5 else ""
+                upd2 = reg2 + int(r[5] * (self.end_s - 1 - reg2))
+                recs.append(
+                    [
+                        reg2,
+                        -1 - i,
+                        name,
+                        phone2,
+                        email,
+                        idn,
+                        "M" if self.gender_m[i] else "F",
+                        birth[i],
+                        i,
+                        addresses[i],
+                        "normal",
+                        bool(rng.random() < 0.8),
+                        upd2,
+                    ]
+                )
         self.dup_of = dup_of
-        for i in dup_of.tolist():
-            r = rng.random(6)
-            reg2 = int(self.reg_s[i] + (0.1 + 0.85 * r[0]) * (self.end_s - 1 - self.reg_s[i]))
-            name = names[i]
-            if r[1] < 0.4:
-                last = name[-1]
-                name = name[:-1] + NAME_TYPOS.get(last, last if len(name) < 3 else "")
-                if name == names[i]:
-                    name = names[i][:-1] + ("玮" if self.gender_m[i] else "莉")
-            email = emails[i]
-            if r[2] < 0.5:
-                local, _, dom = email.partition("@")
-                email = (local.capitalize() if local[:1].isalpha() else local) + "@" + dom.upper()
-                if email == emails[i]:
-                    email = emails[i].upper()
-            elif r[2] < 0.75:
-                email = self._emails(rng, [pinyin[i]])[0]
-            phone2 = format_phone(phones[i], PHONE_STYLES[int(r[3] * len(PHONE_STYLES))])
-            if phone2 == phone_text[i]:  # the first registration already used that style
-                phone2 = phones[i]
-            idn = ids[i] if r[4] < 0.5 else ""
-            upd2 = reg2 + int(r[5] * (self.end_s - 1 - reg2))
-            recs.append(
-                [
-                    reg2,
-                    -1 - i,
-                    name,
-                    phone2,
-                    email,
-                    idn,
-                    "M" if self.gender_m[i] else "F",
-                    birth[i],
-                    i,
-                    addresses[i],
-                    "normal",
-                    bool(rng.random() < 0.8),
-                    upd2,
-                ]
-            )
 
         recs.sort(key=lambda r: (r[0], r[1]))
         self.customer_ids = [""] * P
@@ -2205,6 +2233,106 @@ class _ShopGenerator:
         self.customer_rows = rows
         self.dup_pairs = [[self.customer_ids[i], second_ids[i]] for i in dup_of.tolist()]
         self.phones = phones
+
+    def _plant_varied_seconds(self, recs: list[list], old: np.ndarray, first: dict[str, list]) -> np.ndarray:
+        """Append varied second registrations of :data:`VARIED_DUP_SHARE` of the people
+        (from ``old``) to ``recs``; returns who registered twice, sorted."""
+        rng = self.rng["duplicates"]
+        n_dup = min(len(old), max(MIN_PLANTED, int(round(VARIED_DUP_SHARE * self.P))))
+        dup_of = np.sort(rng.choice(old, n_dup, replace=False)) if n_dup else old[:0]
+        for i in dup_of.tolist():
+            (name, phone, email, idn, birth, address), kinds = self._varied_second(rng, i, first)
+            reg2 = int(self.reg_s[i] + (0.1 + 0.85 * rng.random()) * (self.end_s - 1 - self.reg_s[i]))
+            upd2 = reg2 + int(rng.random() * (self.end_s - 1 - reg2))
+            gender = "M" if self.gender_m[i] else "F"
+            consent = bool(rng.random() < 0.8)
+            recs.append([reg2, -1 - i, name, phone, email, idn, gender, birth, i, address, "normal", consent, upd2])
+            self.dup_kinds.append(kinds)
+        return dup_of
+
+    def _varied_second(
+        self, rng: np.random.Generator, i: int, first: dict[str, list]
+    ) -> tuple[tuple[str, str, str, str, str, str], list[str]]:
+        """Person ``i``'s second registration with realistic variation, and the kinds applied.
+
+        (name, phone, e-mail, ID number, birth date, address) as typed; each field varies
+        independently (:data:`DUPLICATE_VARIATIONS`). A different phone or e-mail is new and
+        nobody else's, so an exact key never links the registration to another person.
+        """
+        kinds = []
+        for choices in DUPLICATE_VARIATIONS.values():
+            u, acc = rng.random(), 0.0
+            for kind, p in choices:
+                acc += p
+                if u < acc:
+                    kinds.append(kind)
+                    break
+        name = first["names"][i]
+        sur, given = first["pinyin"][i]
+        if "name_typo" in kinds:
+            # A same-sounding character in the given name; else its two characters transposed.
+            sounds = [p for p in range(1, len(name)) if name[p] in NAME_TYPOS or len(_HOMOPHONES.get(name[p], ())) > 1]
+            if sounds:
+                pos = sounds[int(rng.integers(0, len(sounds)))]
+                alts = [c for c in _HOMOPHONES.get(name[pos], ()) if c != name[pos]]
+                alt = NAME_TYPOS.get(name[pos]) or alts[int(rng.integers(0, len(alts)))]
+                name = name[:pos] + alt + name[pos + 1 :]
+            elif len(name) == 3 and name[1] != name[2]:
+                name = name[0] + name[2] + name[1]
+                kinds[kinds.index("name_typo")] = "name_transposed"
+            else:
+                kinds.remove("name_typo")  # nothing to mistype: written as before
+        elif "name_pinyin" in kinds:
+            name = f"{sur.capitalize()} {given.capitalize()}"  # Chinese order in Latin letters
+        elif "name_pinyin_swapped" in kinds:
+            name = f"{given.capitalize()} {sur.capitalize()}"  # given name first, as on foreign forms
+        elif "name_missing" in kinds:
+            name = ""
+        phone = first["phones"][i]
+        if "phone_format" in kinds:
+            phone2 = format_phone(phone, PHONE_STYLES[int(rng.integers(0, len(PHONE_STYLES)))])
+            phone = phone2 if phone2 != first["phone_text"][i] else phone
+        elif "phone_missing" in kinds:
+            phone = ""
+        elif "phone_different" in kinds:
+            taken = self._taken_phones if hasattr(self, "_taken_phones") else set(first["phones"])
+            self._taken_phones = taken
+            while phone in taken:
+                phone = f"{PHONE_PREFIXES[int(rng.integers(0, len(PHONE_PREFIXES)))]}{int(rng.integers(0, 10**8)):08d}"
+            taken.add(phone)
+        email = first["emails"][i]
+        local, _, domain = email.partition("@")
+        if "email_case" in kinds:
+            email = local.capitalize() + "@" + (domain.upper() if rng.random() < 0.5 else domain)
+            if email == first["emails"][i]:
+                email = email.upper()
+        elif "email_dots" in kinds:
+            if "." in local:
+                dotted = local.replace(".", "", 1)  # the dot left out
+            else:
+                cut = int(rng.integers(1, len(local))) if len(local) > 1 else 1
+                dotted = local[:cut] + "." + local[cut:]
+            email = dotted + "@" + domain
+            if local.isdigit() or email.lower() in self._email_seen:  # a QQ number or someone else's
+                kinds[kinds.index("email_dots")] = "email_case"
+                email = first["emails"][i].upper()
+            self._email_seen[email.lower()] = len(self._email_seen)
+        elif "email_missing" in kinds:
+            email = ""
+        elif "email_different" in kinds:
+            email = self._emails(rng, [(sur, given)])[0]
+        idn = "" if "id_missing" in kinds else first["ids"][i]
+        birth = first["birth"][i]
+        if "birth_day_month_swapped" in kinds:
+            y, m, d = birth.split("-")
+            if int(d) <= 12 and d != m:
+                birth = f"{y}-{d}-{m}"
+            else:
+                kinds.remove("birth_day_month_swapped")  # no valid swapped date: written as before
+        elif "birth_missing" in kinds:
+            birth = ""
+        address = "" if "address_missing" in kinds else first["addresses"][i]
+        return (name, phone, email, idn, birth, address), kinds
 
     def _unique_phones(self, rng: np.random.Generator, n: int) -> list[str]:
         prefix = rng.integers(0, len(PHONE_PREFIXES), n)
@@ -2388,9 +2516,11 @@ class _ShopGenerator:
         for kind in bad:
             for r in self._sources(rng, rows, _planted_count(rng, len(rows), CSV_MALFORMED_RATE)):
                 if kind == "wrong_column_count":
-                    a = r[idx["address"]]
+                    # The address, unless a varied second registration left it (or more) out.
+                    col = next(c for c in ("address", "name", "city") if len(r[idx[c]]) > 1)
+                    a = r[idx[col]]
                     cut = int(rng.integers(1, len(a)))
-                    r[idx["address"]] = a[:cut] + "," + a[cut:]  # an unquoted comma splits the address
+                    r[idx[col]] = a[:cut] + "," + a[cut:]  # an unquoted comma splits the field
                 elif kind == "missing_key":
                     r[idx["customer_id"]] = "" if rng.random() < 0.7 else "  "
                 else:
@@ -2598,6 +2728,7 @@ class _ShopGenerator:
                 "segment_style": self.segment_style,
                 # Only when asked for, so the default manifest stays byte-identical to older ones.
                 **({"products": self.products} if self.products is not None else {}),
+                **({"duplicates": self.duplicates} if self.duplicates != "same_phone" else {}),
             },
             "window": {"start": self.start.isoformat(), "end_exclusive": end_date.isoformat(), "time_zone": TIME_ZONE},
             "files": sorted(self.sink.files, key=lambda f: f["path"]),
@@ -2621,6 +2752,8 @@ class _ShopGenerator:
                 "min_gap_between_genuine_same_content_ms": MIN_SAME_CONTENT_GAP_MS,
             },
             "customer_duplicates": self.dup_pairs,
+            # Only for duplicates="varied": what differs in each pair (same order as the pairs).
+            **({"customer_duplicate_variations": self.dup_kinds} if self.duplicates == "varied" else {}),
             "segments": seg_map,
             "co_purchased_pairs": pairs,
             "tastes": {
@@ -2643,7 +2776,7 @@ class _ShopGenerator:
             },
             "special_rows": {"bronze.products": self.special_products},
             "city_tiers": {c[1]: c[2] for c in CITIES},
-            "notes": NOTES,
+            "notes": NOTES if self.duplicates == "same_phone" else NOTES | VARIED_NOTES,
         }
         return manifest
 
@@ -2674,6 +2807,23 @@ NOTES = {
     "within 3 days (+ session length) of sent_at. Control rows are a holdout: not sent, cost 0.",
 }
 
+VARIED_NOTES = {
+    "customer_duplicates": "[first, second] customer_id pairs: one person registered twice (params.duplicates "
+    "'varied'); the second registration varies by the kinds in customer_duplicate_variations (the same order): "
+    "name_typo (a same-sounding character), name_transposed (the given name's two characters), name_pinyin "
+    "and name_pinyin_swapped (the name in Latin letters, surname first or last), phone_format (+86, spaces, "
+    "dashes), email_case, email_dots (a dot added or left out), birth_day_month_swapped, phone_different and "
+    "email_different (new, nobody else's), and name, phone, e-mail, resident ID, birth date or address missing; "
+    "fields not listed are as in the first. Gender and city are always the same. Second registrations have no "
+    "events or orders.",
+}
+
+# Given-name characters read the same (the pinyin input method offers them side by side).
+_HOMOPHONES: dict[str, tuple[str, ...]] = {}
+for _char, _sound in GIVEN_MALE + GIVEN_FEMALE:
+    _same = tuple(sorted({c for c, p in GIVEN_MALE + GIVEN_FEMALE if p == _sound}))
+    _HOMOPHONES[_char] = _same
+
 _DAY_CDF = _cdf(DAY_HOURS)
 _NIGHT_CDF = _cdf(NIGHT_HOURS)
 # segment_style="distinct": night owls' sessions start between 22:00 and 03:59 but for a trickle.
@@ -2695,6 +2845,7 @@ def generate(
     attrition: float = 0.0,
     segment_style: str = "overlapping",
     products: int | None = None,
+    duplicates: str = "same_phone",
 ) -> dict:
     """Generate the sample shop's landing files under ``<out_dir>/shop`` and its manifest.
 
@@ -2713,13 +2864,18 @@ def generate(
         products: Catalogue size (at least :data:`MIN_PRODUCTS`); ``None`` (the default) gives
             :func:`default_products` and the same files as before the parameter existed. Shoppers
             draw from a long-tailed popularity, so in a large catalogue many products are never touched.
+        duplicates: ``"same_phone"`` (the default): about 1% of people register twice with the same
+            phone number written differently, so exact keys link every pair. ``"varied"``: 3% do, with
+            typos, pinyin names, reformatted, missing or new phones and e-mails, swapped day and month
+            and missing fields (:data:`DUPLICATE_VARIATIONS`; the kinds of each pair in the manifest's
+            ``customer_duplicate_variations``), for probabilistic identity resolution.
 
     Returns:
         The manifest (also written to ``<out_dir>/shop/_manifest.json``).
 
     Raises:
         ValueError: when ``users`` or ``days`` is not positive, ``attrition`` is out of range
-            or ``segment_style`` is unknown, or ``products`` is below :data:`MIN_PRODUCTS`.
+            or ``segment_style`` or ``duplicates`` is unknown, or ``products`` is below :data:`MIN_PRODUCTS`.
     """
     out = Path(out_dir)
     gen = _ShopGenerator(
@@ -2731,6 +2887,7 @@ def generate(
         float(attrition),
         segment_style,
         None if products is None else int(products),
+        duplicates,
     )
     manifest = gen.run()
     path = out / SOURCE_FOLDER / MANIFEST_NAME

@@ -688,3 +688,62 @@ def test_products_sets_the_catalogue_size_and_the_default_is_unchanged(tmp_path)
     assert len(set(re.findall(r"^(P\d{6}),", text, re.M))) == 1_234
     with pytest.raises(ValueError, match="products must be at least 100"):
         generate(tmp_path / "bad", 20, 2, 1, START, products=99)
+
+
+def test_varied_duplicates_differ_as_the_manifest_says(tmp_path):
+    """Issue #20: duplicates="varied" plants 3% second registrations whose differences are
+    exactly the kinds listed for the pair; new phones and e-mails are nobody else's, so no
+    exact key links two different people."""
+    from jobs.generate import DUPLICATE_VARIATIONS
+
+    manifest = generate(tmp_path, 1500, 1, 5, START, duplicates="varied")
+    assert manifest["params"]["duplicates"] == "varied"
+    feed = next(f for f in _feeds() if f["outputs"][0]["table"] == "bronze.customers")
+    rows = {r["customer_id"]: r for r in classify_feed(tmp_path, feed)[1]}
+    pairs, variations = manifest["customer_duplicates"], manifest["customer_duplicate_variations"]
+    assert len(pairs) == len(variations) == 45
+    # Most kinds occur (city and gender never vary; a swap needs a day <= 12).
+    seen = Counter(k for kinds in variations for k in kinds)
+    assert set(seen) >= {k for choices in DUPLICATE_VARIATIONS.values() for k, _ in choices} - {"name_missing"}
+    for (first, second), kinds in zip(pairs, variations):
+        a, b = rows[first], rows[second]
+        assert b["registered_at"] > a["registered_at"] and (a["city"], a["gender"]) == (b["city"], b["gender"])
+        name_kind = next((k for k in kinds if k.startswith("name_")), None)
+        if name_kind is None:
+            assert b["name"] == a["name"]
+        elif name_kind == "name_typo":
+            assert len(b["name"]) == len(a["name"]) and sum(x != y for x, y in zip(a["name"], b["name"])) == 1
+        elif name_kind == "name_transposed":
+            assert b["name"] == a["name"][0] + a["name"][2] + a["name"][1] != a["name"]
+        elif name_kind == "name_missing":
+            assert b["name"] == ""
+        else:
+            assert re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", b["name"])
+        if "phone_missing" in kinds:
+            assert b["phone"] == ""
+        elif "phone_different" in kinds:
+            assert normalise_phone(b["phone"]) != normalise_phone(a["phone"])
+        else:
+            assert normalise_phone(b["phone"]) == normalise_phone(a["phone"])
+            assert (b["phone"] != a["phone"]) == ("phone_format" in kinds)
+        email_a, email_b = a["email"], b["email"]
+        if "email_missing" in kinds:
+            assert email_b == ""
+        elif "email_different" in kinds:
+            assert email_b.lower() != email_a.lower()
+        elif "email_dots" in kinds:
+            assert email_b != email_a and email_b.replace(".", "") == email_a.replace(".", "")
+        else:
+            assert email_b.lower() == email_a.lower() and (email_b != email_a) == ("email_case" in kinds)
+        assert b["id_number"] == ("" if "id_missing" in kinds else a["id_number"])
+        y, m, d = a["birth_date"].split("-")
+        expected = {"birth_missing": "", "birth_day_month_swapped": f"{y}-{d}-{m}"}
+        assert b["birth_date"] == next((expected[k] for k in kinds if k in expected), a["birth_date"])
+    person = {c: c for c in rows} | {second: first for first, second in pairs}
+    for key in ("phone", "email", "id_number"):
+        owners = defaultdict(set)
+        for c, r in rows.items():
+            value = normalise_phone(r[key]) if key == "phone" else r[key].lower()
+            if value:
+                owners[value].add(person[c])
+        assert max(len(o) for o in owners.values()) == 1, key

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from common.config import load_config
+import pytest
+from pyspark.sql.types import DateType, StructField, StructType
+
+from common.config import IdentityComparisons, load_config
+from common.identity import comparisons
 from jobs.clean import connected_components, identity_keys, prepare_customers
 
 SCHEMA = (
@@ -155,3 +159,52 @@ def test_user_key_is_the_earliest_registration_and_survives_new_ones(spark):
     before, after = keys(first), keys(first + later)
     assert len(set(after.values())) == 1  # Z1 joins through the e-mail
     assert after["Z1"] == after["Z2"] == after["Z9"] == before["Z9"]
+
+
+# ---------------------------------------------------------------------------- Splink levels (issue #20)
+IDENTIFIERS = {
+    "name",
+    "name_first",
+    "name_last",
+    "birth_date",
+    "city",
+    "email",
+    "email_user",
+    "phone",
+    "phone_tail",
+    "id_number",
+}
+
+
+def _levels(spec: IdentityComparisons, name: str) -> list:
+    chosen = [c.get_comparison("spark") for c in comparisons(spec, IDENTIFIERS)]
+    return next(c for c in chosen if c.output_column_name == name).comparison_levels
+
+
+def test_one_edit_name_level_follows_the_closest_jaro_winkler_band():
+    labels = [level.label_for_charts for level in _levels(IdentityComparisons(), "name")]
+    assert labels[3:6] == [
+        "Jaro-Winkler distance of name >= 0.92",
+        "Damerau-Levenshtein distance of name <= 1",
+        "Jaro-Winkler distance of name >= 0.88",
+    ]
+    off = IdentityComparisons.model_validate({"name": {"one_edit": False}, "birth_date": {"day_month_swapped": False}})
+    assert not any("Damerau" in level.label_for_charts for level in _levels(off, "name"))
+    assert not any("swapped" in level.label_for_charts for level in _levels(off, "birth_date"))
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "swapped"),
+    [
+        (date(1990, 3, 5), date(1990, 5, 3), True),
+        (date(1990, 12, 1), date(1990, 1, 12), True),
+        (date(1990, 3, 5), date(1991, 5, 3), False),  # another year
+        (date(1990, 3, 5), date(1990, 3, 6), False),
+        (date(1990, 3, 25), date(1990, 3, 25), False),  # no month 25: only the exact level matches it
+    ],
+)
+def test_day_and_month_swapped_level_matches_only_swaps(spark, left, right, swapped):
+    level = next(lv for lv in _levels(IdentityComparisons(), "birth_date") if lv.label_for_charts.startswith("Day"))
+    schema = StructType([StructField("birth_date_l", DateType()), StructField("birth_date_r", DateType())])
+    frame = spark.createDataFrame([(left, right)], schema)
+    assert frame.selectExpr(f"({level.sql_condition}) AS hit").first().hit is swapped
