@@ -45,6 +45,7 @@ from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_
 from common.config import CampaignConfig, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
+from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_AB_RESULTS,
@@ -443,8 +444,8 @@ def export_csv_path(cfg: ShopLakeConfig, as_of: date, campaign_id: str) -> str:
     """``<lake root>/exports/campaign/<as_of>/<campaign_id>.csv``."""
     root = cfg.lake_root.rstrip("/")
     folder = f"{root}/exports/campaign/{as_of.isoformat()}"
-    if "://" not in root.removeprefix("file://"):
-        os.makedirs(folder.removeprefix("file://"), exist_ok=True)
+    if is_local(root):
+        os.makedirs(local_path(folder), exist_ok=True)
     return f"{folder}/{campaign_id}.csv"
 
 

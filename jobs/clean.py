@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from common import privacy
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
+from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     BRONZE_CAMPAIGN_TOUCHES,
@@ -590,9 +591,9 @@ IDENTITY_MODEL_FILE = "identity_model.json"
 
 
 def _write_report(reports_dir: str, run_id: str, metrics: dict, file_name: str = CLEAN_METRICS_FILE) -> None:
-    if "://" in reports_dir:
+    if not is_local(reports_dir):
         return
-    folder = os.path.join(reports_dir, run_id)
+    folder = os.path.join(local_path(reports_dir), run_id)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, file_name), "w", encoding="utf-8") as handle:
         json.dump(metrics, handle, indent=2, sort_keys=True, default=str)

@@ -47,6 +47,7 @@ from common.delta import DeltaStore, open_store
 from common.errors import InputError
 from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
 from common.neighbours import check_dense_size, dense_top_k
+from common.paths import is_local
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_RECOMMENDATIONS,
@@ -505,7 +506,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     ]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
-    return path if "://" not in path else ""
+    return path if is_local(path) else ""
 
 
 def _summary(metrics: dict[str, Any], k: int) -> str:

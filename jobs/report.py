@@ -34,6 +34,7 @@ from common import runlog
 from common.charts import figure, svg
 from common.config import ShopLakeConfig
 from common.errors import InputError
+from common.paths import local_path
 from common.runlog import RunStep
 from common.tables import (
     ALL_TABLES,
@@ -134,7 +135,7 @@ def read_quality(spark: SparkSession, store, cfg: ShopLakeConfig, run_id: str, s
             return Unavailable("no clean run at or before this run: no data-quality results to show")
         clean_run = row.run_id
         note = f"This run has no clean step; the results are from the latest clean run before it, {clean_run}."
-    folder = os.path.join(default_reports_dir(cfg).removeprefix("file://"), clean_run)
+    folder = os.path.join(local_path(default_reports_dir(cfg)), clean_run)
     if not os.path.isdir(folder):
         return Unavailable(f"no quality results folder {folder} (clean keeps them there for local lakes)")
     gates = []
