@@ -39,7 +39,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import charts, export, stats
+from common import charts, export, markdown, stats
 from common.artifacts import report_path
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_to
 from common.config import CampaignConfig, ShopLakeConfig, StrictModel, load_yaml
@@ -699,8 +699,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[str, str]:
             return f"{v:.4g}"
         return str(v)
 
-    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    md = markdown.table(columns, ([fmt(r.get(c)) for c in columns] for r in rows))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
     return "\n".join(md), f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
