@@ -38,7 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of
+from common.asof import day_end, days_since, on_or_before, publish_as_of, resolve_as_of
 from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
@@ -56,12 +56,6 @@ log = logging.getLogger(__name__)
 
 LIFECYCLE_STAGES = ("new", "active", "dormant", "churned", "reactivated")
 CUSTOMER_KEY = "user_key"
-
-
-def _days_since(as_of: date, ts: str | Column) -> Column:
-    """Whole UTC days from the day of ``ts`` to the as-of day (0 = the as-of day itself)."""
-    col = F.col(ts) if isinstance(ts, str) else ts
-    return F.datediff(F.lit(as_of), F.to_date(col)).cast("int")
 
 
 def _ratio(num: Column, den: Column) -> Column:
@@ -147,8 +141,8 @@ def rfm_facts(as_of: date):
             monetary.alias("monetary"),
             F.col("refund_amount").cast("decimal(18,2)").alias("refund_amount"),
             "refunded_orders",
-            _days_since(as_of, "_last").alias("recency_days"),
-            _days_since(as_of, "_first").alias("first_purchase_days"),
+            days_since(as_of, "_last").alias("recency_days"),
+            days_since(as_of, "_first").alias("first_purchase_days"),
             F.when(F.col("frequency") > 0, F.round(monetary / F.col("frequency"), 2))
             .cast("decimal(18,2)")
             .alias("avg_order_value"),
@@ -274,7 +268,7 @@ def behaviour(as_of: date, time_zone: str, night_hours: list[int]):
             {"_hour": F.hour(local), "_weekday": ((F.dayofweek(local) + 5) % 7 + 1).cast("int")}
         )
         timing = activity.groupBy(CUSTOMER_KEY).agg(
-            _days_since(as_of, F.max("ts")).alias("last_active_days"),
+            days_since(as_of, F.max("ts")).alias("last_active_days"),
             _ratio(F.count(F.when(F.col("_hour").isin(night_hours), True)), F.count(F.lit(1))).alias("night_share"),
         )
         payments = live_orders.where(F.col("kind") == "purchase")
@@ -495,8 +489,8 @@ def population(as_of: date):
             "province",
             "city",
             "member_level",
-            _days_since(as_of, "registered_at").alias("registration_days"),
-            _days_since(as_of, "_first_seen").alias("_first_seen_days"),
+            days_since(as_of, "registered_at").alias("registration_days"),
+            days_since(as_of, "_first_seen").alias("_first_seen_days"),
         )
 
     return transform
