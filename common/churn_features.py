@@ -20,6 +20,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from common import orders as common_orders
 from common.asof import days_since, on_or_before
 from common.btyd import MEAN_SPEND, T_CAL, T_X, BgNbdParams, X, customer_summary, fit_bgnbd, with_btyd_scores
 
@@ -29,15 +30,13 @@ MISSING = -1.0  # sentinel for statistics that need more history than the custom
 
 
 def orders_as_of(orders: DataFrame, cutoff: date) -> DataFrame:
-    """Orders placed on or before ``cutoff`` as they stood at its end.
+    """Orders placed on or before ``cutoff`` as they stood at its end (:func:`common.orders.orders_as_of`).
 
     Columns: user_key, order_time, days_ago, is_purchase (not cancelled),
     refunded, amount (paid value, 0 when refunded), discount, gross, channel.
     """
-    placed = orders.where(F.col("user_key").isNotNull() & on_or_before("order_time", cutoff))
-    # A status written after the cutoff did not exist yet: the order was live then.
-    changed_later = F.col("updated_at").isNotNull() & ~on_or_before("updated_at", cutoff)
-    status = F.when(changed_later, F.lit("paid")).otherwise(F.lower(F.coalesce("status", F.lit("paid"))))
+    placed = orders.transform(common_orders.orders_as_of(cutoff))
+    status = F.col("status")
     total = F.coalesce(F.col("total_amount").cast("double"), F.lit(0.0))
     discount = F.coalesce(F.col("discount_amount").cast("double"), F.lit(0.0))
     return placed.select(

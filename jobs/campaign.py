@@ -40,6 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common import charts, export, markdown, stats
+from common import orders as common_orders
 from common.artifacts import report_path
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_to
 from common.config import CampaignConfig, ShopLakeConfig, StrictModel, load_yaml
@@ -839,9 +840,11 @@ def run(
     warnings: list[str] = []
     if store.exists(SILVER_CAMPAIGN_TOUCHES):
         touches = up_to(store.read(SILVER_CAMPAIGN_TOUCHES), "sent_at", as_of).where(F.col("user_key").isNotNull())
+        # Paid as of the day: an order refunded or cancelled after it still counts then.
         orders = (
-            up_to(store.read(SILVER_ORDERS), "order_time", as_of)
-            .where((F.col("status") == "paid") & F.col("user_key").isNotNull())
+            store.read(SILVER_ORDERS)
+            .transform(common_orders.orders_as_of(as_of))
+            .where(F.col("status") == "paid")
             .withColumn("revenue", F.col("total_amount").cast("double"))
         )
         segments = read_as_of(store, GOLD_SEGMENTS, as_of, ["user_key", "segment_name"])

@@ -38,6 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common import orders as common_orders
 from common.asof import day_end, days_since, on_or_before, publish_as_of, resolve_as_of
 from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
@@ -70,15 +71,15 @@ def orders_as_of(as_of: date):
     Input: silver.orders and silver.order_lines columns. Output: one row per order with
     ``user_key, order_id, order_time, payment_method, channel, discounted, amount, kind``
     where ``kind`` is ``purchase`` (kept), ``refunded_purchase`` (bought, refunded by the
-    as-of day), ``refund`` (a negative refund record) or ``cancelled``. A refund recorded
-    after the as-of day is not known yet, so the order is still a purchase then.
+    as-of day), ``refund`` (a negative refund record) or ``cancelled``. The status is the
+    one the order had on the as-of day (:func:`common.orders.orders_as_of`): a refund or
+    cancellation recorded after it is not known yet, so the order is still a purchase then.
     """
 
     def transform(orders: DataFrame, order_lines: DataFrame) -> DataFrame:
         line_totals = order_lines.groupBy("source_system", "order_id").agg(F.sum("line_amount").alias("_line_total"))
-        known = orders.where(on_or_before("order_time", as_of) & F.col(CUSTOMER_KEY).isNotNull())
-        refunded_later = (F.col("status") == "refunded") & ~on_or_before("updated_at", as_of)
-        status = F.when(refunded_later, F.lit("paid")).otherwise(F.col("status"))
+        known = orders.transform(common_orders.orders_as_of(as_of, CUSTOMER_KEY))
+        status = F.col("status")
         amount = F.coalesce(F.col("total_amount"), F.col("_line_total"), F.lit(0)).cast("decimal(18,2)")
         kind = (
             F.when(status == "cancelled", "cancelled")
