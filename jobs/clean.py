@@ -187,17 +187,6 @@ def prepare_customers(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
     )
 
 
-def age_band(birth_date: Column, as_of: date, bounds: list[int]) -> Column:
-    """``<18``, ``18-24``, ..., ``65+`` from the lower bounds ``bounds``, as of a date."""
-    age = F.floor(F.months_between(F.lit(as_of), birth_date) / 12)
-    band = F.when(age < bounds[0], F.lit(f"<{bounds[0]}"))
-    for low, high in zip(bounds, bounds[1:]):
-        band = band.when(age < high, F.lit(f"{low}-{high - 1}"))
-    return F.when(birth_date.isNull() | (birth_date > F.lit(as_of)), F.lit(None)).otherwise(
-        band.otherwise(F.lit(f"{bounds[-1]}+"))
-    )
-
-
 def splink_keys(spark: SparkSession, customers: DataFrame, cfg: ShopLakeConfig) -> tuple[DataFrame, dict]:
     """(record_id, key) pairs naming each record's Splink cluster, and the run's identity facts."""
     from common.identity import splink_clusters
@@ -247,7 +236,7 @@ def build_customers(people: DataFrame, cfg: ShopLakeConfig, as_of: date) -> Data
             "source_records",
             F.col("gender_any").alias("gender"),
             F.year("birth_date_any").alias("birth_year"),
-            age_band(F.col("birth_date_any"), as_of, cfg.clean.age_bands).alias("age_band"),
+            privacy.age_band_col(F.col("birth_date_any"), as_of, cfg.clean.age_bands).alias("age_band"),
             "province",
             "city",
             "country",
