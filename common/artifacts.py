@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from common.config import ShopLakeConfig
+from common.paths import is_local, local_path
 
 
 def model_dir(cfg: ShopLakeConfig, name: str, version: str) -> str:
@@ -19,8 +20,8 @@ def model_dir(cfg: ShopLakeConfig, name: str, version: str) -> str:
 def report_path(cfg: ShopLakeConfig, job: str, filename: str) -> str:
     """``<lake root>/reports/<job>/<filename>`` on a local lake (folder created); for a
     lake on object storage, ``reports/<job>`` under the project root on the driver."""
-    root = cfg.lake_root.removeprefix("file://")
-    base = cfg.resolve_path("reports") if "://" in root else os.path.join(root, "reports")
+    root = cfg.lake_root
+    base = os.path.join(local_path(root), "reports") if is_local(root) else cfg.resolve_path("reports")
     folder = os.path.join(base, job)
     os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, filename)

@@ -33,6 +33,12 @@ def on_or_before(column: str | Column, as_of: date) -> Column:
     return col < F.lit(day_end(as_of).replace(tzinfo=None))
 
 
+def days_since(as_of: date, column: str | Column) -> Column:
+    """Whole days from the row's UTC day to the as-of day (0 = the as-of day itself)."""
+    col = F.col(column) if isinstance(column, str) else column
+    return F.datediff(F.lit(as_of), F.to_date(col))
+
+
 def up_to(df: DataFrame, time_column: str, as_of: date) -> DataFrame:
     """Rows of ``df`` whose ``time_column`` is on or before ``as_of`` (null times dropped)."""
     return df.where(on_or_before(time_column, as_of))

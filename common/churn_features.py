@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from common.asof import on_or_before
+from common import orders as common_orders
+from common.asof import days_since, on_or_before
 from common.btyd import MEAN_SPEND, T_CAL, T_X, BgNbdParams, X, customer_summary, fit_bgnbd, with_btyd_scores
 
 # Engagement event types counted per look-back window (silver.events.event_type).
@@ -28,28 +29,20 @@ ENGAGEMENT_TYPES = {"views": "view", "carts": "add_to_cart", "searches": "search
 MISSING = -1.0  # sentinel for statistics that need more history than the customer has
 
 
-def _days_before(cutoff: date, column: str | Column) -> Column:
-    """Whole days from the row's UTC day to the cutoff day (0 = on the cutoff day)."""
-    col = F.col(column) if isinstance(column, str) else column
-    return F.datediff(F.lit(cutoff), F.to_date(col))
-
-
 def orders_as_of(orders: DataFrame, cutoff: date) -> DataFrame:
-    """Orders placed on or before ``cutoff`` as they stood at its end.
+    """Orders placed on or before ``cutoff`` as they stood at its end (:func:`common.orders.orders_as_of`).
 
     Columns: user_key, order_time, days_ago, is_purchase (not cancelled),
     refunded, amount (paid value, 0 when refunded), discount, gross, channel.
     """
-    placed = orders.where(F.col("user_key").isNotNull() & on_or_before("order_time", cutoff))
-    # A status written after the cutoff did not exist yet: the order was live then.
-    changed_later = F.col("updated_at").isNotNull() & ~on_or_before("updated_at", cutoff)
-    status = F.when(changed_later, F.lit("paid")).otherwise(F.lower(F.coalesce("status", F.lit("paid"))))
+    placed = orders.transform(common_orders.orders_as_of(cutoff))
+    status = F.col("status")
     total = F.coalesce(F.col("total_amount").cast("double"), F.lit(0.0))
     discount = F.coalesce(F.col("discount_amount").cast("double"), F.lit(0.0))
     return placed.select(
         "user_key",
         "order_time",
-        _days_before(cutoff, "order_time").alias("days_ago"),
+        days_since(cutoff, "order_time").alias("days_ago"),
         (status != "cancelled").alias("is_purchase"),
         (status == "refunded").alias("refunded"),
         F.when(status == "paid", total).otherwise(0.0).alias("amount"),
@@ -146,7 +139,7 @@ def engagement_features(events: DataFrame, cutoff: date, windows: Sequence[int])
     Visits come far more often than orders, so a customer who has stopped coming shows
     it long before their purchase recency says anything unusual."""
     pit = events.where(F.col("user_key").isNotNull() & on_or_before("event_time", cutoff)).select(
-        "user_key", "event_type", _days_before(cutoff, "event_time").alias("days_ago")
+        "user_key", "event_type", days_since(cutoff, "event_time").alias("days_ago")
     )
     aggs = [
         F.min("days_ago").alias("visit_recency_days"),
@@ -164,7 +157,7 @@ def tenure_features(customers: DataFrame, cutoff: date) -> DataFrame:
     return (
         customers.where(on_or_before("registered_at", cutoff))
         .groupBy("user_key")
-        .agg(F.max(_days_before(cutoff, "registered_at")).alias("registered_days"))
+        .agg(F.max(days_since(cutoff, "registered_at")).alias("registered_days"))
     )
 
 

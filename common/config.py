@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError, MissingSecretError
+from common.paths import has_scheme
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR_ENV = "SHOPLAKE_CONF_DIR"
@@ -519,7 +520,7 @@ class ShopLakeConfig(StrictModel):
     def resolve_path(self, value: str) -> str:
         """Resolve a configured path: URIs and absolute paths as they are, the rest
         against the project root (the folder above ``conf/``)."""
-        if "://" in value or os.path.isabs(value):
+        if has_scheme(value) or os.path.isabs(value):
             return value
         # conf/ extracted from the --py-files zip sits in a temporary folder: resolve
         # against the working directory instead, as for files given to spark-submit.

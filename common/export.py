@@ -26,6 +26,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common.paths import is_local, local_path
+
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Java regex and Python regex alike: the cell's first character is a trigger.
 _TRIGGER_RE = r"^[=+\-@\t\r]"
@@ -78,9 +80,8 @@ def write_csv(df: DataFrame, path: str) -> str:
     Returns:
         The path written.
     """
-    local = path.removeprefix("file://")
-    is_local = "://" not in local
-    target = local + ".parts" if is_local else path
+    local = local_path(path)
+    target = local + ".parts" if is_local(path) else path
     (
         csv_ready(df)
         .coalesce(1)
@@ -93,7 +94,7 @@ def write_csv(df: DataFrame, path: str) -> str:
         .option("encoding", "UTF-8")
         .csv(target)
     )
-    if not is_local:
+    if not is_local(path):
         return path
     parts = sorted(p for p in os.listdir(target) if p.startswith("part-") and p.endswith(".csv"))
     if len(parts) != 1:

@@ -45,6 +45,7 @@ from pyspark.sql import types as T
 
 from common.config import ShopLakeConfig, StrictModel, describe_validation_error, read_yaml
 from common.errors import ConfigError, ShopLakeError
+from common.paths import is_local, local_path
 from common.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ def default_reports_dir(cfg: ShopLakeConfig) -> str:
     storage (``s3a://...``) the reports go to ``reports/quality`` under the project root on
     the driver instead, and a warning says so.
     """
-    if "://" in cfg.lake_root and not cfg.lake_root.startswith("file://"):
+    if not is_local(cfg.lake_root):
         local = cfg.resolve_path("reports/quality")
         log.warning("lake %s is not a local folder: quality reports are kept on the driver in %s", cfg.lake_root, local)
         return local
@@ -704,14 +705,12 @@ def _gx_context(run_dir: Path) -> Any:
 
 def _local_dir(reports_dir: str | Path) -> Path:
     text = str(reports_dir)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    elif "://" in text:
+    if not is_local(text):
         raise ConfigError(
             f"quality reports folder {text}: GX data docs are written with its local filesystem backend; "
             "pass a local or mounted path"
         )
-    return Path(text)
+    return Path(local_path(text))
 
 
 def validate_table(
@@ -828,7 +827,7 @@ def validate_table(
     docs_path = None
     try:
         urls = gx_context.build_data_docs(site_names=["shoplake"])
-        docs_path = urls["shoplake"].removeprefix("file://")
+        docs_path = local_path(urls["shoplake"])
     except Exception:  # noqa: BLE001 - the gate's verdict must not depend on HTML rendering
         log.exception("%s: GX data docs could not be built in %s; the JSON results are kept", rules.table, run_dir)
 

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from common.config import ShopLakeConfig, StrictModel, load_yaml
+from common.paths import has_scheme
 from common.tables import BRONZE_DATA_TABLES, INGEST_META_NAMES
 
 FieldType = Literal["string", "int", "long", "double", "decimal", "boolean", "date", "timestamp"]
@@ -154,7 +155,7 @@ class SourceMapping(StrictModel):
         return feed.time_zone or self.time_zone or cfg.landing.source_time_zone
 
     def folder_path(self, cfg: ShopLakeConfig) -> str:
-        if "://" in self.folder or Path(self.folder).is_absolute():
+        if has_scheme(self.folder) or Path(self.folder).is_absolute():
             return self.folder
         return str(Path(cfg.landing_root) / self.folder)
 

@@ -39,12 +39,14 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import charts, export, stats
+from common import charts, export, markdown, stats
+from common import orders as common_orders
 from common.artifacts import report_path
 from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of, up_to
 from common.config import CampaignConfig, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
+from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_AB_RESULTS,
@@ -443,8 +445,8 @@ def export_csv_path(cfg: ShopLakeConfig, as_of: date, campaign_id: str) -> str:
     """``<lake root>/exports/campaign/<as_of>/<campaign_id>.csv``."""
     root = cfg.lake_root.rstrip("/")
     folder = f"{root}/exports/campaign/{as_of.isoformat()}"
-    if "://" not in root.removeprefix("file://"):
-        os.makedirs(folder.removeprefix("file://"), exist_ok=True)
+    if is_local(root):
+        os.makedirs(local_path(folder), exist_ok=True)
     return f"{folder}/{campaign_id}.csv"
 
 
@@ -698,8 +700,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[str, str]:
             return f"{v:.4g}"
         return str(v)
 
-    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    md = markdown.table(columns, ([fmt(r.get(c)) for c in columns] for r in rows))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
     return "\n".join(md), f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -839,9 +840,11 @@ def run(
     warnings: list[str] = []
     if store.exists(SILVER_CAMPAIGN_TOUCHES):
         touches = up_to(store.read(SILVER_CAMPAIGN_TOUCHES), "sent_at", as_of).where(F.col("user_key").isNotNull())
+        # Paid as of the day: an order refunded or cancelled after it still counts then.
         orders = (
-            up_to(store.read(SILVER_ORDERS), "order_time", as_of)
-            .where((F.col("status") == "paid") & F.col("user_key").isNotNull())
+            store.read(SILVER_ORDERS)
+            .transform(common_orders.orders_as_of(as_of))
+            .where(F.col("status") == "paid")
             .withColumn("revenue", F.col("total_amount").cast("double"))
         )
         segments = read_as_of(store, GOLD_SEGMENTS, as_of, ["user_key", "segment_name"])

@@ -47,6 +47,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common import markdown
 from common.artifacts import model_dir, report_path
 from common.asof import publish_as_of, resolve_as_of
 from common.btyd import MEAN_SPEND, T_CAL, T_X, GammaGammaParams, X, bgnbd_expected_purchases, fit_gamma_gamma, with_clv
@@ -665,17 +666,23 @@ def clv_validation(orders: DataFrame, calibration_end: date, holdout_end: date) 
 
 
 # ---------------------------------------------------------------------------- report
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("" if r.get(c) is None else str(r[c]) for c in columns) + " |" for r in rows]
-    return lines
-
-
 def render_report(report: dict[str, Any]) -> str:
     """The evaluation report as Markdown: protocol, candidates, baselines, calibration, CLV check."""
     p, m = report["protocol"], report["model"]
     best, published = report["best_baseline"], report["published"]
     cut = p["cutoffs"]
+    candidate_rows = []
+    for name, c in report["candidates"].items():
+        t = c["test"]
+        mark = " (published)" if name == published else ""
+        candidate_rows.append([f"{name}{mark}", c["validation_roc_auc"], t["roc_auc"], t["pr_auc"],
+                               t["top_decile_lift"], t["top3_capture"]])  # fmt: skip
+    baseline_rows = []
+    for name, b in report["baselines"].items():
+        column, sign = BASELINES[name]
+        t = summary_row(b)
+        baseline_rows.append([name, f"{'-' if sign < 0 else ''}{column}", t["roc_auc"], t["pr_auc"],
+                              t["top_decile_lift"], t["top3_capture"]])  # fmt: skip
     lines = [
         f"# Churn model report, as of {report['as_of']}",
         "",
@@ -707,45 +714,37 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## Candidates (validation ROC-AUC; test figures on raw scores)",
         "",
-        "| candidate | validation ROC-AUC | test ROC-AUC | test PR-AUC | lift, top decile | capture, top 3 deciles |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, c in report["candidates"].items():
-        t = c["test"]
-        mark = " (published)" if name == published else ""
-        lines.append(f"| {name}{mark} | {c['validation_roc_auc']} | {t['roc_auc']} | {t['pr_auc']} | "
-                     f"{t['top_decile_lift']} | {t['top3_capture']} |")  # fmt: skip
-    lines += [
+        *markdown.table(
+            ["candidate", "validation ROC-AUC", "test ROC-AUC", "test PR-AUC", "lift, top decile",
+             "capture, top 3 deciles"],
+            candidate_rows,
+        ),
         "",
         "## Baselines on the test rows (no fitted model)",
         "",
-        "| baseline | score | ROC-AUC | PR-AUC | lift, top decile | capture, top 3 deciles |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, b in report["baselines"].items():
-        column, sign = BASELINES[name]
-        t = summary_row(b)
-        lines.append(f"| {name} | {'-' if sign < 0 else ''}{column} | {t['roc_auc']} | {t['pr_auc']} | "
-                     f"{t['top_decile_lift']} | {t['top3_capture']} |")  # fmt: skip
+        *markdown.table(
+            ["baseline", "score", "ROC-AUC", "PR-AUC", "lift, top decile", "capture, top 3 deciles"], baseline_rows
+        ),
+    ]  # fmt: skip
     decile_cols = ["decile", "n", "churners", "churn_rate", "mean_score", "lift", "capture"]
     lines += [
         "",
         f"## Lift and capture by decile (1 = riskiest): published ({published}), raw scores",
         "",
-        *_table(m["deciles"], decile_cols),
+        *markdown.dict_table(m["deciles"], decile_cols),
         "",
         f"## Lift and capture by decile (1 = riskiest): strongest baseline ({best['name']})",
         "",
-        *_table(report["baselines"][best["name"]]["deciles"], decile_cols),
+        *markdown.dict_table(report["baselines"][best["name"]]["deciles"], decile_cols),
         "",
         f"## Calibration (deciles of predicted probability): published, {m['calibration_method']['method']} "
         f"(cross-validated log-loss on validation: {m['calibration_method']['cv_log_loss']})",
         "",
-        *_table(m["calibration"], ["bin", "n", "predicted", "observed", "gap"]),
+        *markdown.dict_table(m["calibration"], ["bin", "n", "predicted", "observed", "gap"]),
         "",
     ]
     if m.get("importances"):
-        lines += [f"## Feature importances ({published})", "", *_table(m["importances"][:20],
+        lines += [f"## Feature importances ({published})", "", *markdown.dict_table(m["importances"][:20],
                   ["feature", "importance"]), ""]  # fmt: skip
     v = report.get("clv_validation") or {}
     if "total_actual" in v:
@@ -757,7 +756,7 @@ def render_report(report: dict[str, Any]) -> str:
             f"- Holdout purchase days: predicted {v['total_predicted']}, actual {v['total_actual']} "
             f"(total error {v['total_error']:+.2%}); mean absolute error per customer {v['mae']}.",
             "",
-            *_table(v["by_repeat_purchases"], ["repeat_purchases", "n", "actual", "predicted"]),
+            *markdown.dict_table(v["by_repeat_purchases"], ["repeat_purchases", "n", "actual", "predicted"]),
             "",
         ]
     return "\n".join(lines)

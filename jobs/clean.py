@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from common import privacy
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
+from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     BRONZE_CAMPAIGN_TOUCHES,
@@ -186,17 +187,6 @@ def prepare_customers(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
     )
 
 
-def age_band(birth_date: Column, as_of: date, bounds: list[int]) -> Column:
-    """``<18``, ``18-24``, ..., ``65+`` from the lower bounds ``bounds``, as of a date."""
-    age = F.floor(F.months_between(F.lit(as_of), birth_date) / 12)
-    band = F.when(age < bounds[0], F.lit(f"<{bounds[0]}"))
-    for low, high in zip(bounds, bounds[1:]):
-        band = band.when(age < high, F.lit(f"{low}-{high - 1}"))
-    return F.when(birth_date.isNull() | (birth_date > F.lit(as_of)), F.lit(None)).otherwise(
-        band.otherwise(F.lit(f"{bounds[-1]}+"))
-    )
-
-
 def splink_keys(spark: SparkSession, customers: DataFrame, cfg: ShopLakeConfig) -> tuple[DataFrame, dict]:
     """(record_id, key) pairs naming each record's Splink cluster, and the run's identity facts."""
     from common.identity import splink_clusters
@@ -246,7 +236,7 @@ def build_customers(people: DataFrame, cfg: ShopLakeConfig, as_of: date) -> Data
             "source_records",
             F.col("gender_any").alias("gender"),
             F.year("birth_date_any").alias("birth_year"),
-            age_band(F.col("birth_date_any"), as_of, cfg.clean.age_bands).alias("age_band"),
+            privacy.age_band_col(F.col("birth_date_any"), as_of, cfg.clean.age_bands).alias("age_band"),
             "province",
             "city",
             "country",
@@ -590,9 +580,9 @@ IDENTITY_MODEL_FILE = "identity_model.json"
 
 
 def _write_report(reports_dir: str, run_id: str, metrics: dict, file_name: str = CLEAN_METRICS_FILE) -> None:
-    if "://" in reports_dir:
+    if not is_local(reports_dir):
         return
-    folder = os.path.join(reports_dir, run_id)
+    folder = os.path.join(local_path(reports_dir), run_id)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, file_name), "w", encoding="utf-8") as handle:
         json.dump(metrics, handle, indent=2, sort_keys=True, default=str)

@@ -39,6 +39,7 @@ from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import InputError, ReconciliationError
 from common.landing import ReadOptions, tokenize_file
+from common.paths import is_local
 from common.quarantine import Reason
 from common.runlog import JobResult, new_run_id
 from common.sources import FeedSpec, FieldSpec, SourceMapping, load_source
@@ -77,7 +78,7 @@ class LandingFile:
 
 # ---------------------------------------------------------------------------- listing
 def _is_uri(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+    return not is_local(path)
 
 
 def list_feed_files(mapping: SourceMapping, feed: FeedSpec, cfg: ShopLakeConfig) -> list[str]:

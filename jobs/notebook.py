@@ -21,7 +21,6 @@ Like the CLI, this is an entry point: it creates the session that jobs receive.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -33,9 +32,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from common import runlog
 from common.config import ShopLakeConfig, load_config
 from common.runlog import JobResult
-from common.tables import OPS_RUN_LOG, get_table
+from common.tables import get_table
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,10 @@ class NotebookLake:
 
     def latest_metrics(self, job: str) -> dict[str, Any]:
         """The ``metrics`` of the job's latest successful run in ops.run_log ({} if none)."""
-        if not self.store.exists(OPS_RUN_LOG):
+        if not runlog.has_run_log(self.store):
             return {}
-        row = (
-            self.store.read(OPS_RUN_LOG)
-            .where((F.col("job") == job) & (F.col("status") == "succeeded"))
-            .orderBy(F.desc("finished_at"))
-            .select("metrics")
-            .first()
-        )
-        return json.loads(row["metrics"]) if row and row["metrics"] else {}
+        step = runlog.latest_run(self.store, jobs=[job], status="succeeded")
+        return step.metrics if step else {}
 
     def latest_as_of(self, table: str) -> DataFrame:
         """A gold table's rows for its latest as-of date."""

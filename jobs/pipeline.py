@@ -27,12 +27,11 @@ from datetime import date
 from typing import Any, TextIO
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
+from common import runlog
 from common.config import ShopLakeConfig
 from common.errors import ConfigError, ShopLakeError
 from common.runlog import JobResult, new_run_id
-from common.tables import OPS_RUN_LOG
 from jobs.registry import JOBS, PIPELINE, get_job, job_parameters, run_job
 
 log = logging.getLogger(__name__)
@@ -265,27 +264,18 @@ def read_recorded_run(spark: SparkSession, cfg: ShopLakeConfig, run_id: str) -> 
     from common.delta import open_store
 
     store = open_store(spark, cfg)
-    if not store.exists(OPS_RUN_LOG):
+    if not runlog.has_run_log(store):
         raise ResumeRefused(f"--resume {run_id}: no ops.run_log in the lake {cfg.lake_root}; nothing to resume")
-    # One run's few rows: small enough to bring to the driver.
-    rows = (
-        store.read(OPS_RUN_LOG)
-        .where(F.col("run_id") == run_id)
-        .select("job", "status", "parameters", "finished_at")
-        .orderBy("finished_at")
-        .collect()
-    )
-    if not rows:
+    steps = runlog.run_steps(store, run_id, order_by="finished_at")
+    if not steps:
         raise ResumeRefused(f"--resume {run_id}: unknown run id in {cfg.lake_root}/ops/run_log")
-    plans = [json.loads(r["parameters"]).get(PLAN_KEY) for r in rows]
+    plans = [s.parameters.get(PLAN_KEY) for s in steps]
     if any(p is None for p in plans):
         raise ResumeRefused(f"--resume {run_id}: that run was not started by `shoplake pipeline`")
     plan = plans[-1]
-    succeeded = frozenset(r["job"] for r in rows if r["status"] == "succeeded")
-    failed = frozenset(r["job"] for r in rows if r["status"] == "failed") - succeeded
-    gold_days = {
-        json.loads(r["parameters"]).get("gold", {}).get("as_of") for r in rows if "gold" in json.loads(r["parameters"])
-    } - {None}
+    succeeded = frozenset(s.job for s in steps if s.status == "succeeded")
+    failed = frozenset(s.job for s in steps if s.status == "failed") - succeeded
+    gold_days = {s.parameters["gold"].get("as_of") for s in steps if "gold" in s.parameters} - {None}
     return RecordedRun(
         run_id=run_id,
         jobs=list(plan["jobs"]),

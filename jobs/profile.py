@@ -38,7 +38,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.asof import day_end, on_or_before, publish_as_of, resolve_as_of
+from common import orders as common_orders
+from common.asof import day_end, days_since, on_or_before, publish_as_of, resolve_as_of
 from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig, StrictModel, load_yaml
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError
@@ -58,12 +59,6 @@ LIFECYCLE_STAGES = ("new", "active", "dormant", "churned", "reactivated")
 CUSTOMER_KEY = "user_key"
 
 
-def _days_since(as_of: date, ts: str | Column) -> Column:
-    """Whole UTC days from the day of ``ts`` to the as-of day (0 = the as-of day itself)."""
-    col = F.col(ts) if isinstance(ts, str) else ts
-    return F.datediff(F.lit(as_of), F.to_date(col)).cast("int")
-
-
 def _ratio(num: Column, den: Column) -> Column:
     """num / den as a double, null when den is 0 or null (rounded so results are exact to compare)."""
     return F.when(den > 0, F.round(num.cast("double") / den.cast("double"), 6))
@@ -76,15 +71,15 @@ def orders_as_of(as_of: date):
     Input: silver.orders and silver.order_lines columns. Output: one row per order with
     ``user_key, order_id, order_time, payment_method, channel, discounted, amount, kind``
     where ``kind`` is ``purchase`` (kept), ``refunded_purchase`` (bought, refunded by the
-    as-of day), ``refund`` (a negative refund record) or ``cancelled``. A refund recorded
-    after the as-of day is not known yet, so the order is still a purchase then.
+    as-of day), ``refund`` (a negative refund record) or ``cancelled``. The status is the
+    one the order had on the as-of day (:func:`common.orders.orders_as_of`): a refund or
+    cancellation recorded after it is not known yet, so the order is still a purchase then.
     """
 
     def transform(orders: DataFrame, order_lines: DataFrame) -> DataFrame:
         line_totals = order_lines.groupBy("source_system", "order_id").agg(F.sum("line_amount").alias("_line_total"))
-        known = orders.where(on_or_before("order_time", as_of) & F.col(CUSTOMER_KEY).isNotNull())
-        refunded_later = (F.col("status") == "refunded") & ~on_or_before("updated_at", as_of)
-        status = F.when(refunded_later, F.lit("paid")).otherwise(F.col("status"))
+        known = orders.transform(common_orders.orders_as_of(as_of, CUSTOMER_KEY))
+        status = F.col("status")
         amount = F.coalesce(F.col("total_amount"), F.col("_line_total"), F.lit(0)).cast("decimal(18,2)")
         kind = (
             F.when(status == "cancelled", "cancelled")
@@ -147,8 +142,8 @@ def rfm_facts(as_of: date):
             monetary.alias("monetary"),
             F.col("refund_amount").cast("decimal(18,2)").alias("refund_amount"),
             "refunded_orders",
-            _days_since(as_of, "_last").alias("recency_days"),
-            _days_since(as_of, "_first").alias("first_purchase_days"),
+            days_since(as_of, "_last").alias("recency_days"),
+            days_since(as_of, "_first").alias("first_purchase_days"),
             F.when(F.col("frequency") > 0, F.round(monetary / F.col("frequency"), 2))
             .cast("decimal(18,2)")
             .alias("avg_order_value"),
@@ -274,7 +269,7 @@ def behaviour(as_of: date, time_zone: str, night_hours: list[int]):
             {"_hour": F.hour(local), "_weekday": ((F.dayofweek(local) + 5) % 7 + 1).cast("int")}
         )
         timing = activity.groupBy(CUSTOMER_KEY).agg(
-            _days_since(as_of, F.max("ts")).alias("last_active_days"),
+            days_since(as_of, F.max("ts")).alias("last_active_days"),
             _ratio(F.count(F.when(F.col("_hour").isin(night_hours), True)), F.count(F.lit(1))).alias("night_share"),
         )
         payments = live_orders.where(F.col("kind") == "purchase")
@@ -495,8 +490,8 @@ def population(as_of: date):
             "province",
             "city",
             "member_level",
-            _days_since(as_of, "registered_at").alias("registration_days"),
-            _days_since(as_of, "_first_seen").alias("_first_seen_days"),
+            days_since(as_of, "registered_at").alias("registration_days"),
+            days_since(as_of, "_first_seen").alias("_first_seen_days"),
         )
 
     return transform

@@ -40,13 +40,14 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common import artifacts, ranking
+from common import artifacts, markdown, ranking
 from common.asof import on_or_before, publish_as_of, resolve_as_of
 from common.config import RecommendConfig, ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
 from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
 from common.neighbours import check_dense_size, dense_top_k
+from common.paths import is_local
 from common.runlog import JobResult, new_run_id
 from common.tables import (
     GOLD_RECOMMENDATIONS,
@@ -468,6 +469,13 @@ def _evaluate(
     return out
 
 
+def _test_cells(row: dict[str, Any] | None, names: list[str]) -> list[str]:
+    """One method's test metrics as report cells (``n/a`` when it was not evaluated)."""
+    if row is None:
+        return ["n/a"] * len(names)
+    return [str(row[n]) if n == "users" else f"{row[n]:.4f}" for n in names]
+
+
 def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: int) -> str:
     """``<lake>/reports/recommend/<run_id>.json`` and ``.md``; returns the markdown path."""
     path = artifacts.report_path(cfg, "recommend", f"{run_id}.md")
@@ -482,17 +490,10 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
         "",
         "## Test metrics (relevant: purchases of items unseen in training)",
         "",
-        "| method | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        *markdown.table(
+            ["method", *names], [[method, *_test_cells(metrics["test"].get(method), names)] for method in METHODS]
+        ),
     ]
-    for method in METHODS:
-        row = metrics["test"].get(method)
-        if row is None:
-            lines.append(f"| {method} | " + " | ".join("n/a" for _ in names) + " |")
-        else:
-            lines.append(
-                f"| {method} | " + " | ".join(str(row[n]) if n == "users" else f"{row[n]:.4f}" for n in names) + " |"
-            )
     pub = metrics["published"]
     lines += [
         "",
@@ -505,7 +506,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     ]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
-    return path if "://" not in path else ""
+    return path if is_local(path) else ""
 
 
 def _summary(metrics: dict[str, Any], k: int) -> str:

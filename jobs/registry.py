@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
 from common.errors import EnvironmentProblem, ShopLakeError
+from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id, record_run
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,9 @@ def check_lake_root(cfg: ShopLakeConfig) -> None:
     Raises:
         EnvironmentProblem: naming ``lake.root`` and what is wrong with it.
     """
-    root = cfg.lake_root.removeprefix("file://")
-    if "://" in root:
+    if not is_local(cfg.lake_root):
         return  # object stores: the first read or write reports access problems
+    root = local_path(cfg.lake_root)
     path = os.path.abspath(root)
     for candidate in (path, *_ancestors(path)):
         if os.path.islink(candidate) and not os.path.exists(candidate):
@@ -209,10 +210,10 @@ def lake_lock(cfg: ShopLakeConfig, job: str, run_id: str) -> Iterator[None]:
     Raises:
         ShopLakeError: when another run of ``job`` holds the lock.
     """
-    root = cfg.lake_root.removeprefix("file://")
-    if "://" in root:
+    if not is_local(cfg.lake_root):
         yield
         return
+    root = local_path(cfg.lake_root)
     folder = os.path.join(root, "_locks")
     path = os.path.join(folder, f"{job}.lock")
     try:

@@ -23,23 +23,25 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from common import runlog
 from common.charts import figure, svg
 from common.config import ShopLakeConfig
 from common.errors import InputError
+from common.paths import local_path
+from common.runlog import RunStep
 from common.tables import (
     ALL_TABLES,
     GOLD_CHURN_SCORES,
     GOLD_PROFILES,
     GOLD_RECOMMENDATIONS,
     GOLD_SEGMENTS,
-    OPS_RUN_LOG,
     TableSpec,
 )
 from jobs.clean import CLEAN_METRICS_FILE, IDENTITY_MODEL_FILE
@@ -65,23 +67,6 @@ class Unavailable:
     """A section's source is missing; ``reason`` is shown in its place."""
 
     reason: str
-
-
-@dataclass
-class RunStep:
-    """One row of ``ops.run_log`` with its JSON columns parsed."""
-
-    job: str
-    status: str
-    started_at: datetime
-    finished_at: datetime
-    duration_s: float
-    parameters: dict[str, Any] = field(default_factory=dict)
-    input_versions: dict[str, int] = field(default_factory=dict)
-    output_versions: dict[str, int] = field(default_factory=dict)
-    row_counts: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
 
 
 @dataclass
@@ -111,15 +96,6 @@ class ReportData:
 
 
 # ---------------------------------------------------------------------------- collecting (Spark)
-def _parse_json(text: str | None) -> Any:
-    if not text:
-        return {}
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {"unparsed": text}
-
-
 def read_run(spark: SparkSession, store, run_id: str | None) -> tuple[str, list[RunStep]]:
     """The run's steps in start order; ``run_id`` None: the latest pipeline run.
 
@@ -128,37 +104,19 @@ def read_run(spark: SparkSession, store, run_id: str | None) -> tuple[str, list[
     """
     from jobs.registry import ON_DEMAND
 
-    if not store.exists(OPS_RUN_LOG):
+    if not runlog.has_run_log(store):
         raise InputError(f"ops.run_log does not exist in {store.root}: run the pipeline before `shoplake report`")
-    runs = store.read(OPS_RUN_LOG)
     if run_id is None:
         # Any job but the on-demand ones (erasure): a pipeline job not registered in this
         # installation still counts, so a lake written by a newer version reports fine.
-        latest = runs.where(~F.col("job").isin(list(ON_DEMAND))).orderBy(F.col("finished_at").desc()).first()
+        latest = runlog.latest_run(store, exclude_jobs=list(ON_DEMAND))
         if latest is None:
             raise InputError(f"ops.run_log in {store.root} holds no pipeline job run: run the pipeline first")
-        run_id = latest["run_id"]
-    rows = runs.where(F.col("run_id") == run_id).orderBy("started_at").collect()
-    if not rows:
-        latest = runs.groupBy("run_id").agg(F.max("finished_at").alias("last")).orderBy(F.desc("last")).take(5)
-        recent = ", ".join(r["run_id"] for r in latest)
+        run_id = latest.run_id
+    steps = runlog.run_steps(store, run_id)
+    if not steps:
+        recent = ", ".join(runlog.recent_run_ids(store, 5))
         raise InputError(f"--run-id {run_id}: not in ops.run_log; recent runs: {recent}")
-    steps = [
-        RunStep(
-            job=r["job"],
-            status=r["status"],
-            started_at=r["started_at"],
-            finished_at=r["finished_at"],
-            duration_s=r["duration_s"],
-            parameters=_parse_json(r["parameters"]),
-            input_versions=dict(r["input_versions"] or {}),
-            output_versions=dict(r["output_versions"] or {}),
-            row_counts=dict(r["row_counts"] or {}),
-            metrics=_parse_json(r["metrics"]),
-            error=r["error"],
-        )
-        for r in rows
-    ]
     return run_id, steps
 
 
@@ -168,19 +126,16 @@ def read_quality(spark: SparkSession, store, cfg: ShopLakeConfig, run_id: str, s
 
     clean_run = run_id if any(s.job == "clean" for s in steps) else None
     note = ""
-    if clean_run is None and store.exists(OPS_RUN_LOG):
+    if clean_run is None and runlog.has_run_log(store):
         first_start = min(s.started_at for s in steps)
-        row = (
-            store.read(OPS_RUN_LOG)
-            .where((F.col("job") == "clean") & (F.col("status") == "succeeded") & (F.col("started_at") <= first_start))
-            .orderBy(F.desc("started_at"))
-            .first()
+        row = runlog.latest_run(
+            store, jobs=["clean"], status="succeeded", started_by=first_start, order_by="started_at"
         )
         if row is None:
             return Unavailable("no clean run at or before this run: no data-quality results to show")
-        clean_run = row["run_id"]
+        clean_run = row.run_id
         note = f"This run has no clean step; the results are from the latest clean run before it, {clean_run}."
-    folder = os.path.join(default_reports_dir(cfg).removeprefix("file://"), clean_run)
+    folder = os.path.join(local_path(default_reports_dir(cfg)), clean_run)
     if not os.path.isdir(folder):
         return Unavailable(f"no quality results folder {folder} (clean keeps them there for local lakes)")
     gates = []

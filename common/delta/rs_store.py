@@ -72,6 +72,7 @@ from common.errors import (
     WriteConflict,
     is_disk_full,
 )
+from common.paths import has_scheme
 from common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -573,7 +574,7 @@ class RsDeltaStore(DeltaStore):
     # -- internals: locating and opening ------------------------------------------
     def _locate(self, table: TableSpec) -> _Location:
         path = self.path(table)
-        if "://" not in path:
+        if not has_scheme(path):
             local = os.path.abspath(path)
             return _Location(local, "file://" + local, pafs.LocalFileSystem(), local)
         fs, fs_path = pafs.FileSystem.from_uri(path)

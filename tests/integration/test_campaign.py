@@ -19,7 +19,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from common import privacy, stats
-from common.asof import publish_as_of, resolve_as_of, up_to
+from common.asof import day_end, publish_as_of, resolve_as_of, up_to
 from common.tables import (
     ALL_TABLES,
     GOLD_AB_RESULTS,
@@ -235,11 +235,14 @@ def test_tested_groups_reconcile_with_silver_touches(campaign_run):
 
 
 def test_last_touch_attribution_matches_an_independent_computation(campaign_run):
-    """Every paid order after a touch (within 72 h) goes to the latest such touch:
-    recomputed here in plain Python from silver, compared per campaign and variant."""
+    """Every order paid on the as-of day (a refund or cancellation recorded later does not
+    count yet) after a touch (within 72 h) goes to the latest such touch: recomputed here
+    in plain Python from silver, compared per campaign and variant."""
     store, as_of = campaign_run["store"], campaign_run["as_of"]
     touches = [r for r in store.read(SILVER_CAMPAIGN_TOUCHES).collect() if r.user_key]
-    orders = [r for r in up_to(store.read(SILVER_ORDERS), "order_time", as_of).where("status = 'paid'").collect()]
+    end = day_end(as_of).replace(tzinfo=None)
+    paid_then = (F.col("status") == "paid") | (F.col("updated_at") >= F.lit(end))
+    orders = [r for r in up_to(store.read(SILVER_ORDERS), "order_time", as_of).where(paid_then).collect()]
     by_user: dict[str, list] = {}
     for t in touches:
         by_user.setdefault(t.user_key, []).append(t)

@@ -619,6 +619,20 @@ def test_age_band_column(spark):
     assert got == ["18-24", "<18", "65+", None, None]
 
 
+def test_age_band_column_agrees_with_the_function_on_leap_days_and_month_ends(spark):
+    # clean bands customers with the column: it must give the Python rule's answer.
+    born = [date(2004, 2, 29), date(2004, 2, 28), date(2004, 3, 1), date(2005, 1, 31), date(2006, 12, 31)]
+    days = [date(2022, 2, 28), date(2022, 3, 1), date(2024, 2, 28), date(2024, 2, 29), date(2023, 1, 30)]
+    rows = [(b, d) for b in born for d in days]
+    df = spark.createDataFrame(rows, "born date, as_of date")
+    for d in days:
+        got = {
+            r.born: r.band
+            for r in df.where(df.as_of == d).select("born", P.age_band_col("born", d).alias("band")).collect()
+        }
+        assert got == {b: P.age_band(b, d) for b in born}, d
+
+
 def test_the_secret_is_not_in_the_plan(spark, capsys):
     secret = b"s3cr3t-that-must-not-show"
     df = spark.createDataFrame([("C1",)], "v string").select(P.pseudonym_col("v", secret).alias("k"))
