@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from datetime import date
 from pathlib import Path
 
 import psutil
-from similar_items import Sampler
+from similar_items import Sampler, run_fresh
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-not-for-production"
@@ -171,16 +170,7 @@ def main() -> None:
             for _ in range(args.runs):
                 command = [sys.executable, __file__, "--one", f"{records}:{method}", "--seed", str(args.seed)]
                 command += [x for o in args.overrides for x in ("--set", o)]
-                done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-                found = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                if done.returncode or not found:
-                    sys.stderr.write(done.stderr[-4000:])
-                    raise SystemExit(f"{records} {method} failed (exit {done.returncode})")
-                row = json.loads(found[0])
-                print(row, flush=True)
-                results.parent.mkdir(parents=True, exist_ok=True)
-                with results.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                run_fresh(command, f"{records} {method}", results)
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
     write_markdown(rows, Path(args.out))
 

@@ -261,6 +261,22 @@ def write_markdown(rows: list[dict], out: Path) -> None:
     print("\n".join(lines))
 
 
+def run_fresh(command: list[str], label: str, results: Path) -> dict:
+    """Run one measurement in a fresh process (its own JVM), append the row it prints
+    after ``RESULT `` to the ``results`` JSON lines, and return it."""
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    found = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not found:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{label} failed (exit {done.returncode})")
+    row = json.loads(found[0])
+    print(row, flush=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, action="append", default=[], help="catalogue size (repeatable)")
@@ -289,16 +305,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", one, "--rank", str(args.rank), "--k", str(args.k)]
         command += ["--days", str(args.days), "--seed", str(args.seed)]
         command += [x for o in args.overrides for x in ("--set", o)]
-        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-        found = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode or not found:
-            sys.stderr.write(done.stderr[-4000:])
-            raise SystemExit(f"{one} failed (exit {done.returncode})")
-        row = json.loads(found[0])
-        print(row, flush=True)
-        results.parent.mkdir(parents=True, exist_ok=True)
-        with results.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+        run_fresh(command, one, results)
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
     write_markdown(rows, Path(args.out))
 
