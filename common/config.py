@@ -522,10 +522,14 @@ class ShopLakeConfig(StrictModel):
         against the project root (the folder above ``conf/``)."""
         if has_scheme(value) or os.path.isabs(value):
             return value
-        # conf/ extracted from the --py-files zip sits in a temporary folder: resolve
-        # against the working directory instead, as for files given to spark-submit.
-        base = Path.cwd() if self.conf_dir in map(str, _PACKAGED_CONF) else Path(self.conf_dir).parent
-        return str((base / value).resolve())
+        project = Path(self.conf_dir).parent
+        if self.conf_dir in map(str, _PACKAGED_CONF):
+            # conf/ extracted from the --py-files zip sits in a temporary folder: resolve
+            # against the working directory, as for files given to spark-submit, unless
+            # only the zip has the file (conf/campaigns.yaml shipped beside conf/base.yaml).
+            here, shipped = Path.cwd() / value, project / value
+            return str((shipped if shipped.exists() and not here.exists() else here).resolve())
+        return str((project / value).resolve())
 
     @property
     def lake_root(self) -> str:

@@ -227,7 +227,11 @@ def test_unknown_table_features_are_refused_before_any_write(spark, ingested, pr
 # -------------------------------------------------------------------- disk full
 # Run the real CLI with the Delta log write failing as on a full disk: the data
 # files are already moved into the table folder when the commit fails.
+# __file__: under `python -c` the main module has none, and pyspark.sql.connect (imported by
+# Great Expectations when validate_all reads the quality rules) then takes the process for a
+# doctest run and exits 0 before the job starts.
 ENOSPC_PRELUDE = """
+__file__ = "<enospc prelude>"
 import errno, sys
 from deltalake import DeltaTable
 

@@ -156,7 +156,7 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
         )
         state = master_state(ui)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert f"master {master}" in output
     assert "Delta backend: delta-spark (lake.backend is delta-spark; delta-spark jars from the launcher" in output
     # spark-submit merges the Python driver's stderr (progress lines) into its stdout.
