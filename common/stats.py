@@ -1,10 +1,9 @@
 """Statistics for campaign tests: two-proportion z-test, Welch's t-test, bootstrap,
 uplift with an interval, minimum detectable effect and sample size, power.
 
-Pure Python (``math``) plus numpy for the bootstrap; no scipy at run time. The
-normal distribution comes from ``math.erf``/``erfc``, Student's t from the
-regularised incomplete beta function (continued fraction, Numerical Recipes
-6.4). The tests compare every function with scipy.
+The normal and Student's t distributions are scipy.stats'; numpy draws the
+bootstrap. The tests check the formulas against worked textbook examples and
+against scipy's own tests (``ttest_ind``, ``binomtest``) where scipy has one.
 
 Conventions: ``t`` is the treatment, ``c`` the reference (control or variant A);
 differences are ``t - c``; intervals are two-sided at ``1 - alpha``.
@@ -17,140 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-# ----------------------------------------------------------------------------- distributions
-
-
-def norm_cdf(x: float) -> float:
-    """Standard normal CDF."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-def norm_sf(x: float) -> float:
-    """Standard normal survival function ``1 - cdf`` without cancellation in the tail."""
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
-
-
-def norm_ppf(p: float) -> float:
-    """Standard normal quantile: Acklam's rational approximation refined by two
-    Halley steps on ``erfc`` (about 1e-15 relative error)."""
-    if not 0.0 < p < 1.0:
-        if p == 0.0:
-            return -math.inf
-        if p == 1.0:
-            return math.inf
-        raise ValueError(f"norm_ppf: p must be in [0, 1], got {p}")
-    a = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690, -30.66479806614716,
-         2.506628277459239)  # fmt: skip
-    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572)
-    c = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
-         2.938163982698783)  # fmt: skip
-    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
-    if p > 0.5:
-        # 1 - p is exact here (Sterbenz), and the refinement below is accurate in the lower tail.
-        return -norm_ppf(1.0 - p)
-    low = 0.02425
-    if p < low:
-        q = math.sqrt(-2 * math.log(p))
-        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
-            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
-        )
-    elif p <= 1 - low:
-        q = p - 0.5
-        r = q * q
-        x = (
-            (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
-            * q
-            / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
-        )
-    else:
-        q = math.sqrt(-2 * math.log(1 - p))
-        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
-            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
-        )
-    for _ in range(2):
-        e = norm_cdf(x) - p
-        u = e * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
-        x = x - u / (1 + x * u / 2)
-    return x
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function ``I_x(a, b)``."""
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"betainc: x must be in [0, 1], got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    # The continued fraction converges fast for x < (a+1)/(a+b+2); use symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """Student's t survival function ``P(T > t)``."""
-    if df <= 0:
-        raise ValueError(f"t distribution needs df > 0, got {df}")
-    if math.isinf(df):
-        return norm_sf(t)
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1.0 - tail
-
-
-def t_cdf(t: float, df: float) -> float:
-    """Student's t CDF."""
-    return 1.0 - t_sf(t, df) if t >= 0 else t_sf(-t, df)
-
-
-def t_ppf(p: float, df: float) -> float:
-    """Student's t quantile by bisection on :func:`t_cdf` (monotone, so it always converges)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"t_ppf: p must be in (0, 1), got {p}")
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -t_ppf(1.0 - p, df)
-    lo, hi = 0.0, max(1.0, norm_ppf(p))
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13 * max(1.0, hi):
-            break
-    return (lo + hi) / 2.0
-
+from scipy.stats import binomtest, norm
+from scipy.stats import t as student_t
 
 # ----------------------------------------------------------------------------- tests
 
@@ -189,11 +56,8 @@ def _check_counts(x: int, n: int, name: str) -> None:
 def wilson_interval(x: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval for a proportion."""
     _check_counts(x, n, "wilson_interval")
-    z = norm_ppf(1 - alpha / 2)
-    p = x / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    ci = binomtest(x, n).proportion_ci(confidence_level=1 - alpha, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def two_proportion_ztest(
@@ -216,9 +80,9 @@ def two_proportion_ztest(
     pooled = (x_t + x_c) / (n_t + n_c)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
     z = diff / se0 if se0 > 0 else 0.0
-    p_value = 2 * norm_sf(abs(z)) if se0 > 0 else 1.0
+    p_value = 2 * norm.sf(abs(z)) if se0 > 0 else 1.0
     if interval == "wald":
-        half = norm_ppf(1 - alpha / 2) * math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
+        half = norm.ppf(1 - alpha / 2) * math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
         low, high = diff - half, diff + half
     elif interval == "newcombe":
         l_t, u_t = wilson_interval(x_t, n_t, alpha)
@@ -246,8 +110,8 @@ def welch_ttest_from_stats(
                           1.0 if diff == 0 else 0.0, math.inf)  # fmt: skip
     df = (a + b) ** 2 / (a * a / (n_t - 1) + b * b / (n_c - 1))
     t = diff / se
-    p_value = min(1.0, 2 * t_sf(abs(t), df))
-    half = t_ppf(1 - alpha / 2, df) * se
+    p_value = min(1.0, 2 * student_t.sf(abs(t), df))
+    half = student_t.ppf(1 - alpha / 2, df) * se
     return Comparison(mean_t, mean_c, diff, diff - half, diff + half, t, p_value, df)
 
 
@@ -310,7 +174,7 @@ def relative_uplift(x_t: int, n_t: int, x_c: int, n_c: int, alpha: float = 0.05)
         return Uplift(None, None, None)
     rr = (x_t / n_t) / (x_c / n_c)
     se = math.sqrt(1 / x_t - 1 / n_t + 1 / x_c - 1 / n_c)
-    z = norm_ppf(1 - alpha / 2)
+    z = norm.ppf(1 - alpha / 2)
     return Uplift(rr - 1, rr * math.exp(-z * se) - 1, rr * math.exp(z * se) - 1)
 
 
@@ -326,7 +190,7 @@ def mde_two_proportions(p_base: float, n_t: int, n_c: int, alpha: float = 0.05, 
         raise ValueError(f"baseline rate must be in (0, 1), got {p_base}")
     if n_t <= 0 or n_c <= 0:
         raise ValueError(f"group sizes must be positive, got {n_t} and {n_c}")
-    z = norm_ppf(1 - alpha / 2) + norm_ppf(power)
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
 
     def gap(d: float) -> float:
         p_t = p_base + d
@@ -345,7 +209,7 @@ def mde_two_means(sd: float, n_t: int, n_c: int, alpha: float = 0.05, power: flo
     """Smallest absolute difference in means detectable with the given standard deviation and sizes."""
     if n_t <= 0 or n_c <= 0:
         raise ValueError(f"group sizes must be positive, got {n_t} and {n_c}")
-    return (norm_ppf(1 - alpha / 2) + norm_ppf(power)) * sd * math.sqrt(1 / n_t + 1 / n_c)
+    return (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd * math.sqrt(1 / n_t + 1 / n_c)
 
 
 def sample_size_two_proportions(
@@ -362,7 +226,7 @@ def sample_size_two_proportions(
     if p_c == p_t:
         raise ValueError("rates are equal: no sample size detects a zero difference")
     p_bar = (p_c + ratio * p_t) / (1 + ratio)
-    z_a, z_b = norm_ppf(1 - alpha / 2), norm_ppf(power)
+    z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)
     null_sd = math.sqrt(p_bar * (1 - p_bar) * (1 + 1 / ratio))
     alt_sd = math.sqrt(p_c * (1 - p_c) + p_t * (1 - p_t) / ratio)
     n_c = (z_a * null_sd + z_b * alt_sd) ** 2 / (p_t - p_c) ** 2
@@ -376,7 +240,7 @@ def power_two_proportions(p_c: float, p_t: float, n_t: int, n_c: int, alpha: flo
     se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
     if se == 0:
         return 1.0 if p_t != p_c else alpha
-    return norm_cdf(abs(p_t - p_c) / se - norm_ppf(1 - alpha / 2))
+    return norm.cdf(abs(p_t - p_c) / se - norm.ppf(1 - alpha / 2))
 
 
 def underpowered_warning(
