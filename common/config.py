@@ -274,7 +274,7 @@ def _default_rfm_rules() -> list[RfmRule]:
 
 
 class LifecycleConfig(StrictModel):
-    """Window lengths (days) of the lifecycle stages; see jobs.profile.with_lifecycle."""
+    """Window lengths (days) of the lifecycle stages; see jobs.profiles.with_lifecycle."""
 
     new_days: int = Field(30, gt=0, description="First purchase (or registration, without one) this recent: new.")
     active_days: int = Field(30, gt=0, description="Last purchase this recent: active (or reactivated).")

@@ -420,7 +420,7 @@ GOLD_PROFILES = gold(
     ("rfm_segment", T.StringType()),
     ("lifecycle_stage", T.StringType(), False),
     ("tags", T.ArrayType(T.StringType()), False),
-    # profile job (jobs/profile.py): attributes
+    # profile job (jobs/profiles.py): attributes
     ("age_band", T.StringType()),
     ("gender", T.StringType()),
     ("province", T.StringType()),

@@ -10,7 +10,6 @@ comes from spark-submit, never from here.
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -27,11 +26,9 @@ def to_cli_args(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    # Run as a script, Python puts this file's folder first on sys.path; for jobs/main.py
-    # that is jobs/, whose profile.py would shadow the standard library's profile module
-    # (imported by pyspark via cProfile). The package comes from the install or --py-files.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    # The package comes from the install or --py-files. (Run as a script, this file's
+    # folder is first on sys.path, so no module in jobs/ may share a standard library
+    # module's name: tests/unit/test_registry.py checks that.)
     from jobs.cli import main
 
     main(to_cli_args(sys.argv[1:]))

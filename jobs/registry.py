@@ -58,11 +58,11 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             "profile",
-            "jobs.profile",
+            "jobs.profiles",
             "silver -> gold.profiles as of a date: attributes, RFM scores and segments, behaviour, "
             "interests, lifecycle stage and YAML-driven tags (conf/tags.yaml), point-in-time",
             ("gold", "profile"),
-            ("jobs.profile:load_tag_rules",),
+            ("jobs.profiles:load_tag_rules",),
         ),
         JobSpec(
             "segment",

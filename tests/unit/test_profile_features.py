@@ -15,7 +15,7 @@ import pytest
 from common.config import LifecycleConfig, RfmRule, load_config
 from common.errors import ConfigError
 from common.tables import GOLD_PROFILES, SILVER_EVENTS, SILVER_ORDER_LINES, SILVER_ORDERS, SILVER_PRODUCTS
-from jobs import profile as P
+from jobs import profiles as P
 
 AS_OF = date(2024, 3, 10)
 D = Decimal
