@@ -52,6 +52,9 @@ class TableSpec:
         partition_by: Delta partition columns.
         pii: True when the table holds raw personal data (bronze only).
         description: one line for docs and ``shoplake tables``.
+        written_by: the one job that writes it (``jobs.registry`` derives the pipeline
+            order from this and each job's declared reads); empty for ``ops.run_log``,
+            which every job appends to.
     """
 
     name: str
@@ -60,6 +63,7 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     pii: bool = False
     description: str = ""
+    written_by: str = ""
     columns: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +109,7 @@ class TableSpec:
 
 def bronze(name: str, description: str, *cols, keys=(), pii=False) -> TableSpec:
     schema = T.StructType(_fields(("source_system", T.StringType(), False), *cols) + INGEST_META)
-    return TableSpec(f"bronze.{name}", schema, keys=keys, pii=pii, description=description)
+    return TableSpec(f"bronze.{name}", schema, keys=keys, pii=pii, description=description, written_by="ingest")
 
 
 # ---------------------------------------------------------------------------- bronze
@@ -224,6 +228,7 @@ BRONZE_QUARANTINE = TableSpec(
     keys=("_file_sha256", "_source_line"),
     pii=True,
     description="Records that could not be parsed or typed: raw text, file, line and reason.",
+    written_by="ingest",
 )
 
 BRONZE_INGESTED_FILES = TableSpec(
@@ -244,6 +249,7 @@ BRONZE_INGESTED_FILES = TableSpec(
     ),
     keys=("file_sha256",),
     description="One row per landing file ingested (content hash), so re-runs and re-deliveries add nothing.",
+    written_by="ingest",
 )
 
 # ---------------------------------------------------------------------------- silver
@@ -255,7 +261,9 @@ DQ_FLAGS = ("dq_flags", T.ArrayType(T.StringType()))
 
 def silver(name: str, description: str, *cols, keys=(), partition_by=()) -> TableSpec:
     schema = T.StructType(_fields(("source_system", T.StringType(), False), *cols))
-    return TableSpec(f"silver.{name}", schema, keys=keys, partition_by=partition_by, description=description)
+    return TableSpec(
+        f"silver.{name}", schema, keys=keys, partition_by=partition_by, description=description, written_by="clean"
+    )
 
 
 SILVER_CUSTOMERS = TableSpec(
@@ -280,6 +288,7 @@ SILVER_CUSTOMERS = TableSpec(
     ),
     keys=("user_key",),
     description="One row per person (registrations merged), pseudonymised; only derived or generalised attributes.",
+    written_by="clean",
 )
 
 SILVER_USER_KEY_MAP = TableSpec(
@@ -292,6 +301,7 @@ SILVER_USER_KEY_MAP = TableSpec(
     ),
     keys=("source_key",),
     description="Keyed hash of every source customer id -> the surviving user_key of its person.",
+    written_by="clean",
 )
 
 SILVER_PRODUCTS = silver(
@@ -386,6 +396,7 @@ SILVER_REJECTED = TableSpec(
         )
     ),
     description="Rows the current silver build's row-level expectations removed (pseudonymised record as JSON).",
+    written_by="clean",
 )
 
 # ---------------------------------------------------------------------------- gold
@@ -394,9 +405,11 @@ SILVER_REJECTED = TableSpec(
 # below the "contract" comment of each table are what other jobs rely on.
 
 
-def gold(name: str, description: str, *cols, keys=(), partition_by=("as_of",)) -> TableSpec:
+def gold(name: str, description: str, *cols, written_by: str, keys=(), partition_by=("as_of",)) -> TableSpec:
     schema = T.StructType(_fields(*cols))
-    return TableSpec(f"gold.{name}", schema, keys=keys, partition_by=partition_by, description=description)
+    return TableSpec(
+        f"gold.{name}", schema, keys=keys, partition_by=partition_by, description=description, written_by=written_by
+    )
 
 
 # Top interests: (name, weight) pairs, weights the share of the customer's interest.
@@ -453,6 +466,7 @@ GOLD_PROFILES = gold(
     ("top_brands", INTEREST_LIST),
     ("brand_loyalty_index", T.DoubleType()),
     keys=("user_key", "as_of"),
+    written_by="profile",
 )
 
 GOLD_SEGMENTS = gold(
@@ -466,6 +480,7 @@ GOLD_SEGMENTS = gold(
     # segment job (jobs/segment.py)
     ("model_version", T.StringType(), False),
     keys=("user_key", "as_of"),
+    written_by="segment",
 )
 
 GOLD_SEGMENT_SUMMARY = gold(
@@ -492,6 +507,7 @@ GOLD_SEGMENT_SUMMARY = gold(
     ("silhouette", T.DoubleType(), False),
     ("model_version", T.StringType(), False),
     keys=("as_of", "segment_id"),
+    written_by="segment",
 )
 
 GOLD_CHURN_SCORES = gold(
@@ -507,6 +523,7 @@ GOLD_CHURN_SCORES = gold(
     ("top_features", T.ArrayType(T.StringType()), False),
     ("raw_score", T.DoubleType(), False),
     keys=("user_key", "as_of"),
+    written_by="churn",
 )
 
 GOLD_CLV = gold(
@@ -530,6 +547,7 @@ GOLD_CLV = gold(
     ("churn_probability", T.DoubleType(), False),
     ("model_version", T.StringType(), False),
     keys=("user_key", "as_of"),
+    written_by="churn",
 )
 
 GOLD_RECOMMENDATIONS = gold(
@@ -543,6 +561,7 @@ GOLD_RECOMMENDATIONS = gold(
     ("score", T.DoubleType(), False),
     ("reason", T.StringType(), False),
     keys=("user_key", "as_of", "rank"),
+    written_by="recommend",
 )
 
 # Owned by the recommend job (jobs/recommend.py).
@@ -556,6 +575,7 @@ GOLD_SIMILAR_ITEMS = gold(
     ("similarity", T.DoubleType(), False),
     ("reason", T.StringType(), False),
     keys=("item_id", "as_of", "rank"),
+    written_by="recommend",
 )
 
 # Owned by the basket job (jobs/basket.py).
@@ -574,6 +594,7 @@ GOLD_ASSOCIATION_RULES = gold(
     ("leverage", T.DoubleType(), False),
     ("conviction", T.DoubleType()),  # null when confidence is 1 (infinite conviction)
     keys=("rule_id", "as_of"),
+    written_by="basket",
 )
 
 GOLD_CROSS_SELL = gold(
@@ -587,6 +608,7 @@ GOLD_CROSS_SELL = gold(
     ("confidence", T.DoubleType(), False),
     ("lift", T.DoubleType(), False),
     keys=("item_id", "as_of", "rank"),
+    written_by="basket",
 )
 
 GOLD_BUNDLES = gold(
@@ -602,6 +624,7 @@ GOLD_BUNDLES = gold(
     ("lift", T.DoubleType(), False),
     ("revenue", T.DoubleType(), False),
     keys=("bundle_id", "as_of"),
+    written_by="basket",
 )
 
 # Campaign (jobs/campaign.py): audiences with their hold-out groups, the export
@@ -626,6 +649,7 @@ GOLD_AUDIENCES = gold(
     ("recommended_items", T.ArrayType(T.StringType()), False),
     ("abandoned_items", T.ArrayType(T.StringType()), False),
     keys=("as_of", "campaign_id", "user_key"),
+    written_by="campaign",
 )
 
 GOLD_AUDIENCE_EXPORT = gold(
@@ -643,6 +667,7 @@ GOLD_AUDIENCE_EXPORT = gold(
     ("recommended_items", T.ArrayType(T.StringType()), False),
     ("abandoned_items", T.ArrayType(T.StringType()), False),
     keys=("as_of", "campaign_id", "user_key"),
+    written_by="campaign",
 )
 
 GOLD_CAMPAIGN_KPIS = gold(
@@ -671,6 +696,7 @@ GOLD_CAMPAIGN_KPIS = gold(
     ("cac", T.DoubleType()),
     ("repeat_purchase_rate", T.DoubleType()),
     keys=("as_of", "campaign_id", "dimension", "dimension_value"),
+    written_by="campaign",
 )
 
 GOLD_AB_RESULTS = gold(
@@ -701,6 +727,7 @@ GOLD_AB_RESULTS = gold(
     ("underpowered", T.BooleanType(), False),
     ("warning", T.StringType()),
     keys=("as_of", "campaign_id", "metric", "treatment", "reference"),
+    written_by="campaign",
 )
 
 # ---------------------------------------------------------------------------- ops

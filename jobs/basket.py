@@ -243,7 +243,7 @@ def run(
     """Mine the as-of date's baskets and publish rules, cross-sell and bundles."""
     run_id = run_id or new_run_id("basket")
     store = store or open_store(spark, cfg)
-    store.require(SILVER_ORDERS, SILVER_ORDER_LINES, producer="clean")
+    store.require(SILVER_ORDERS, SILVER_ORDER_LINES)
     as_of = resolve_as_of(store, cfg)
     result = JobResult("basket", run_id)
     result.inputs = {spec.name: store.version(spec) for spec in (SILVER_ORDERS, SILVER_ORDER_LINES)}

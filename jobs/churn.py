@@ -177,7 +177,7 @@ class ChurnInputs:
 
 def read_inputs(store: DeltaStore) -> ChurnInputs:
     """Silver orders (required), events and customers, gold profiles and segments when present."""
-    store.require(SILVER_ORDERS, producer="clean")
+    store.require(SILVER_ORDERS)
     versions: dict[str, int] = {}
 
     def read(spec: TableSpec) -> DataFrame | None:

@@ -32,7 +32,7 @@ from common import runlog
 from common.config import ShopLakeConfig
 from common.errors import ConfigError, ShopLakeError
 from common.runlog import JobResult, new_run_id
-from jobs.registry import JOBS, PIPELINE, get_job, job_parameters, run_job
+from jobs.registry import JOBS, PIPELINE, check_job_order, get_job, job_parameters, run_job
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class PipelineResult:
 
 # ---------------------------------------------------------------------------- plan
 def check_job_list(names: Sequence[str]) -> list[str]:
-    """The pipeline's jobs in the given order; unknown or repeated names are errors."""
+    """The pipeline's jobs in the given order; unknown or repeated names, and a job
+    listed before the writer of a table it reads, are errors."""
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in JOBS]
     if unknown:
@@ -86,6 +87,7 @@ def check_job_list(names: Sequence[str]) -> list[str]:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"--jobs: {repeated} listed more than once")
+    check_job_order(names)
     return names
 
 

@@ -575,7 +575,7 @@ def run(
     tag_rules = load_tag_rules(cfg)
     validate_tag_rules(spark, tag_rules, source=cfg.profile.tags_file)
     store = store or open_store(spark, cfg)
-    store.require(SILVER_CUSTOMERS, producer="clean")
+    store.require(SILVER_CUSTOMERS)
     as_of = resolve_as_of(store, cfg)
     specs = (SILVER_CUSTOMERS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS)
     result = JobResult("profile", run_id)

@@ -357,7 +357,7 @@ def run(
     run_id = run_id or new_run_id("recommend")
     store = store or open_store(spark, cfg)
     rc = cfg.recommend
-    store.require(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS, producer="clean")
+    store.require(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS)
     as_of = resolve_as_of(store, cfg)
     inputs = (SILVER_EVENTS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS, SILVER_CUSTOMERS)
     result = JobResult("recommend", run_id)

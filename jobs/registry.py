@@ -17,9 +17,25 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
-from common.errors import EnvironmentProblem, ShopLakeError
+from common.errors import ConfigError, EnvironmentProblem, ShopLakeError
 from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id, record_run
+from common.tables import (
+    ALL_TABLES,
+    BRONZE_DATA_TABLES,
+    GOLD_CHURN_SCORES,
+    GOLD_CLV,
+    GOLD_PROFILES,
+    GOLD_RECOMMENDATIONS,
+    GOLD_SEGMENTS,
+    SILVER_CAMPAIGN_TOUCHES,
+    SILVER_CUSTOMERS,
+    SILVER_EVENTS,
+    SILVER_ORDER_LINES,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+    TableSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +50,19 @@ class JobSpec:
     # "module:function" loaders of the config files the job reads, each taking the config
     # and raising ConfigError; validate_all calls them all before Spark starts.
     config_files: tuple[str, ...] = ()
+    # Tables the job cannot run without (it calls store.require on them) and tables it
+    # uses when they exist. Both order the pipeline: a job runs after their writers.
+    reads: tuple[TableSpec, ...] = ()
+    reads_if_present: tuple[TableSpec, ...] = ()
+
+    @property
+    def writes(self) -> tuple[TableSpec, ...]:
+        """The tables this job owns (``TableSpec.written_by``), besides ops.run_log."""
+        return tuple(t for t in ALL_TABLES.values() if t.written_by == self.name)
+
+    @property
+    def inputs(self) -> tuple[TableSpec, ...]:
+        return self.reads + self.reads_if_present
 
 
 JOBS: dict[str, JobSpec] = {
@@ -55,6 +84,7 @@ JOBS: dict[str, JobSpec] = {
             "pseudonymise (user_key = HMAC with $SHOPLAKE_PSEUDONYM_SECRET), data-quality gates, publish",
             ("clean", "privacy"),
             ("common.quality:load_quality_rules",),
+            reads_if_present=tuple(BRONZE_DATA_TABLES.values()),
         ),
         JobSpec(
             "profile",
@@ -63,6 +93,8 @@ JOBS: dict[str, JobSpec] = {
             "interests, lifecycle stage and YAML-driven tags (conf/tags.yaml), point-in-time",
             ("gold", "profile"),
             ("jobs.profiles:load_tag_rules",),
+            reads=(SILVER_CUSTOMERS,),
+            reads_if_present=(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS),
         ),
         JobSpec(
             "segment",
@@ -70,6 +102,7 @@ JOBS: dict[str, JobSpec] = {
             "gold.profiles -> gold.segments + gold.segment_summary: k-means on scaled features, k by "
             "silhouette, stability across seeds (ARI), named segments, saved scoring pipeline",
             ("gold", "segment"),
+            reads=(GOLD_PROFILES,),
         ),
         JobSpec(
             "recommend",
@@ -77,12 +110,15 @@ JOBS: dict[str, JobSpec] = {
             "silver -> gold.recommendations (ALS on weighted implicit feedback, popularity fallback) and "
             "gold.similar_items; evaluated against popularity baselines on held-back data, report per run",
             ("gold", "recommend"),
+            reads=(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS),
+            reads_if_present=(SILVER_CUSTOMERS, SILVER_EVENTS),
         ),
         JobSpec(
             "basket",
             "jobs.basket",
             "silver orders -> gold.association_rules (FP-growth, arules semantics), gold.cross_sell, gold.bundles",
             ("gold", "basket"),
+            reads=(SILVER_ORDERS, SILVER_ORDER_LINES),
         ),
         JobSpec(
             "churn",
@@ -91,6 +127,8 @@ JOBS: dict[str, JobSpec] = {
             "features incl. BG/NBD, candidates (recency, BG/NBD, logistic, GBT) chosen on validation ROC-AUC, "
             "ranking-preserving calibration, report against every baseline, BG/NBD x Gamma-Gamma CLV, saved model",
             ("gold", "churn"),
+            reads=(SILVER_ORDERS,),
+            reads_if_present=(SILVER_CUSTOMERS, SILVER_EVENTS, GOLD_PROFILES, GOLD_SEGMENTS),
         ),
         JobSpec(
             "campaign",
@@ -99,6 +137,18 @@ JOBS: dict[str, JobSpec] = {
             "and effect evaluation (KPIs, A/B and hold-out tests, campaign report)",
             ("gold", "campaign"),
             ("jobs.campaign:load_definitions",),
+            # Which of these an audience needs depends on conf/campaigns.yaml.
+            reads_if_present=(
+                SILVER_CUSTOMERS,
+                SILVER_ORDERS,
+                SILVER_EVENTS,
+                SILVER_CAMPAIGN_TOUCHES,
+                GOLD_PROFILES,
+                GOLD_SEGMENTS,
+                GOLD_CHURN_SCORES,
+                GOLD_CLV,
+                GOLD_RECOMMENDATIONS,
+            ),
         ),
     )
 }
@@ -113,8 +163,51 @@ ON_DEMAND = {
     ),
 }
 
-# The order `shoplake pipeline` runs jobs in.
-PIPELINE = tuple(JOBS)
+
+
+def pipeline_order(jobs: dict[str, JobSpec]) -> tuple[str, ...]:
+    """The jobs in an order where each runs after the writers of every table it reads;
+    among jobs free to run, the one declared first goes first.
+
+    Raises:
+        ValueError: a job reads a table no job writes, or the reads form a cycle.
+    """
+    writer = {t.name: t.written_by for t in ALL_TABLES.values() if t.written_by}
+    after: dict[str, set[str]] = {}
+    for spec in jobs.values():
+        for table in spec.inputs:
+            if writer.get(table.name) not in jobs:
+                raise ValueError(f"job {spec.name} reads {table.name}, which no registered job writes")
+        after[spec.name] = {writer[t.name] for t in spec.inputs} - {spec.name}
+    order: list[str] = []
+    while len(order) < len(jobs):
+        ready = [name for name in jobs if name not in order and after[name] <= set(order)]
+        if not ready:
+            raise ValueError(f"jobs {sorted(set(jobs) - set(order))} read each other's tables in a cycle")
+        order.append(ready[0])
+    return tuple(order)
+
+
+# The order `shoplake pipeline` runs jobs in, derived from what each job reads.
+PIPELINE = pipeline_order(JOBS)
+
+
+def check_job_order(names: list[str] | tuple[str, ...]) -> None:
+    """Refuse a job list that runs a job before the writer of a table it reads
+    (``--jobs segment,profile``): it would read the previous run's table, or none.
+
+    Raises:
+        ConfigError: naming both jobs and the table.
+    """
+    position = {name: i for i, name in enumerate(names)}
+    for name in names:
+        for table in get_job(name).inputs:
+            writer = table.written_by
+            if writer in position and position[writer] > position[name]:
+                raise ConfigError(
+                    f"--jobs: {name} reads {table.name}, which {writer} writes, but {writer} is listed after it; "
+                    f"pipeline order: {','.join(PIPELINE)}"
+                )
 
 
 def get_job(name: str) -> JobSpec:

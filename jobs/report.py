@@ -48,15 +48,6 @@ from jobs.clean import CLEAN_METRICS_FILE, IDENTITY_MODEL_FILE
 
 log = logging.getLogger(__name__)
 
-# Which job writes which gold table: the report reads the version that job's step of the
-# run wrote (time travel), so an old run's report shows that run's data.
-TABLE_WRITERS = {
-    "gold.profiles": "profile",
-    "gold.segments": "segment",
-    "gold.churn_scores": "churn",
-    "gold.recommendations": "recommend",
-    "gold.association_rules": "basket",
-}
 CHURN_BINS = 20
 TOP_RULES = 15
 
@@ -160,7 +151,7 @@ def read_quality(spark: SparkSession, store, cfg: ShopLakeConfig, run_id: str, s
 
 def _gold(store, spec: TableSpec | None, name: str, steps: list[RunStep]) -> tuple[DataFrame, GoldSource] | Unavailable:
     """The table's rows for the as-of date this run computed (or its latest date)."""
-    job = TABLE_WRITERS.get(name, "?")
+    job = spec.written_by if spec else "?"
     if spec is None:
         return Unavailable(f"{name} is not declared in common.tables (the {job} job is not installed)")
     if not store.exists(spec):

@@ -334,7 +334,7 @@ def run(
 
 
 def _profiles_of(store: DeltaStore, as_of: date, cfg: SegmentConfig) -> DataFrame:
-    store.require(GOLD_PROFILES, producer="profile")
+    store.require(GOLD_PROFILES)
     profiles = store.read(GOLD_PROFILES).where(F.col("as_of") == F.lit(as_of))
     if cfg.where:
         try:

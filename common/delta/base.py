@@ -137,13 +137,13 @@ class DeltaStore(ABC):
             )
         return max(earlier)
 
-    def require(self, *tables: TableSpec, producer: str) -> None:
+    def require(self, *tables: TableSpec) -> None:
         """Raise :class:`InputError` for the first of ``tables`` that does not exist
-        yet, naming the job that writes it (``producer``)."""
+        yet, naming the job that writes it (the table's ``written_by``)."""
         for table in tables:
             if not self.exists(table):
                 raise InputError(
-                    f"{table.name} does not exist at {self.path(table)}: run `shoplake run {producer}` first"
+                    f"{table.name} does not exist at {self.path(table)}: run `shoplake run {table.written_by}` first"
                 )
 
     def read_or_empty(self, table: TableSpec) -> DataFrame:

@@ -11,6 +11,7 @@ tables are real Delta tables and not only readable by the code that wrote them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -215,15 +216,15 @@ def test_empty_append_creates_missing_table_and_otherwise_commits_nothing(dstore
 
 
 def test_missing_table_and_version_raise_input_errors(dstore: DeltaStore, spark: SparkSession):
-    spec = orders_spec("silver.t_contract_missing")
+    spec = dataclasses.replace(orders_spec("silver.t_contract_missing"), written_by="clean")
     with pytest.raises(InputError, match=r"silver\.t_contract_missing.*t_contract_missing"):
         dstore.read(spec)
     with pytest.raises(InputError, match="silver.t_contract_missing"):
         dstore.history(spec)
     with pytest.raises(InputError, match=r"silver\.t_contract_missing does not exist at .*: run `shoplake run clean`"):
-        dstore.require(spec, producer="clean")
+        dstore.require(spec)
     dstore.overwrite(spec, orders(spark, (1, "a", "1.00")))
-    dstore.require(spec, producer="clean")  # exists now: no error
+    dstore.require(spec)  # exists now: no error
     with pytest.raises(InputError, match="version 7"):
         dstore.read(spec, version=7)
 
