@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,13 @@ from pathlib import Path
 import pytest
 
 from common.config import ShopLakeConfig, load_config
+
+# pytest-xdist workers run under `python -c` (execnet), so __main__ has no __file__;
+# pyspark.sql.connect (imported by Great Expectations) takes that for a doctest run
+# and calls sys.exit(0) when grpc is not installed. Give the worker's __main__ a name.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHOPLAKE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
