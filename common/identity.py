@@ -196,7 +196,11 @@ def splink_clusters(spark: SparkSession, customers: DataFrame, cfg: SplinkConfig
             .select(F.col("unique_id").alias("record_id"), F.col("cluster_id").cast("string").alias("cluster"))
             .localCheckpoint()
         )
-        facts["links"] = predictions.as_spark_dataframe().count()
+        # Splink tags each pair with the index of the blocking rule that produced it.
+        by_rule = predictions.as_spark_dataframe().groupBy("match_key").count().collect()
+        per_key = {r["match_key"]: r["count"] for r in by_rule}
+        facts["links"] = sum(per_key.values())
+        facts["links_by_rule"] = {" & ".join(rule): per_key.get(str(i), 0) for i, rule in enumerate(blocking)}
         facts["prior"] = linker._settings_obj._probability_two_random_records_match
         facts["match_weights"] = _match_weights(linker)
         # Settings and m/u parameters: SQL conditions and labels, no values. Term-frequency

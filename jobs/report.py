@@ -459,12 +459,37 @@ def silhouette_chart(metrics: Mapping[str, Any]):
     return fig
 
 
+def match_weight_chart(metrics: Mapping[str, Any]):
+    """clean's ``identity.match_weights``: {comparison: {level: weight}}, one bar per
+    level (log2 Bayes factor; right of zero is evidence for the same person)."""
+    weights = (metrics.get("identity") or {}).get("match_weights")
+    if not isinstance(weights, Mapping):
+        return None
+    bars = [
+        (f"{comparison}: {level}", float(w))
+        for comparison, levels in weights.items()
+        for level, w in levels.items()
+        if _num(w) is not None
+    ]
+    if not bars:
+        return None
+    fig = figure(6.4, 0.6 + 0.28 * len(bars))
+    ax = fig.add_subplot()
+    ys = list(range(len(bars)))[::-1]
+    ax.barh(ys, [w for _, w in bars], color=["#4c72b0" if w >= 0 else "#c44e52" for _, w in bars])
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(ys, [label for label, _ in bars], fontsize=7)
+    ax.set(xlabel="match weight (log2 Bayes factor)", title="Identity model: match weight per comparison level")
+    return fig
+
+
 ChartFn = Callable[[Mapping[str, Any]], Any]
 
 # Charts drawn from a job's run-log metrics, by job: each function returns a Figure, or
 # None when the metrics it reads are absent. Add a job's charts here; the tables of the
 # generic renderer are shown either way.
 CHARTS: dict[str, list[ChartFn]] = {
+    "clean": [match_weight_chart],
     "segment": [silhouette_chart],
     "recommend": [comparison_chart],
     "churn": [roc_chart, calibration_chart, lift_chart],

@@ -78,6 +78,9 @@ def test_run_log_and_saved_model_hold_no_raw_values(fake_people):
     assert {"name", "birth_date", "city", "email"} <= set(identity["match_weights"])
     assert "phone" not in identity["match_weights"]  # no phones in this source: comparison skipped
     assert "model" not in identity
+    # Links counted per blocking rule (those usable without phones and ID numbers), adding up.
+    assert list(identity["links_by_rule"]) == ["name_first", "name_last", "birth_date", "email", "email_user"]
+    assert sum(identity["links_by_rule"].values()) == identity["links"] > 0
     model_file = Path(quality.default_reports_dir(fake_people["cfg"])) / fake_people["result"].run_id
     model = json.loads((model_file / "identity_model.json").read_text())
     names = [c["output_column_name"] for c in model["comparisons"]]

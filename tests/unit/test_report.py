@@ -58,6 +58,28 @@ def test_registered_charts_draw_from_metrics_and_skip_when_absent():
     ]
 
 
+def test_identity_match_weights_are_charted_level_by_level():
+    metrics = {
+        "identity": {
+            "method": "splink",
+            "match_weights": {"name": {"Exact": 8.5, "Jaro-Winkler >= 0.9": 3.25, "All other": -4.0},
+                              "city": {"Exact": 1.5, "All other": None}},  # fmt: skip
+            "links_by_rule": {"birth_date": 40, "email_user": 2},
+        }
+    }
+    fig = report.match_weight_chart(metrics)
+    ax = fig.axes[0]
+    label_at = {round(y): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    widths = {label_at[round(b.get_y() + b.get_height() / 2)]: b.get_width() for b in ax.patches}
+    expected = {"name: Exact": 8.5, "name: Jaro-Winkler >= 0.9": 3.25, "name: All other": -4.0, "city: Exact": 1.5}
+    assert widths == expected
+    assert label_at[max(label_at)] == "name: Exact"  # listed top-down in the model's order
+    assert report.match_weight_chart({"identity": {"method": "exact"}}) is None
+    dom = ReportDom(report.render(data([step("clean", metrics)])))
+    assert dom.sections["metrics"].charts == ["clean_match_weight_chart"]
+    assert ["birth_date", "40"] in [r for t in dom.sections["metrics"].tables for r in t]
+
+
 def test_roc_points_are_accepted_as_two_lists():
     fig = report.roc_chart({"roc": {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}})
     line = fig.axes[0].lines[0]
