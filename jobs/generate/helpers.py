@@ -10,6 +10,7 @@ from datetime import date
 
 import numpy as np
 
+from common.privacy import id_check_char
 from jobs.generate.reference import DAY_HOURS, NIGHT_HOURS, PAYMENT_WEIGHTS
 
 SOURCE_FOLDER = "shop"
@@ -137,8 +138,6 @@ MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")
 # How the second registration of a duplicated person writes the same number.
 PHONE_STYLES = ("+86 dashed", "+86 spaced", "spaced", "dashed", "86-", "+86", "0086 spaced")
 
-ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-ID_CHECK_CHARS = "10X98765432"
 _ID_RE = re.compile(r"^[0-9]{17}[0-9X]$")
 
 
@@ -146,13 +145,15 @@ _ID_RE = re.compile(r"^[0-9]{17}[0-9X]$")
 def id_check_digit(first17: str) -> str:
     """ISO 7064 MOD 11-2 check character of a resident ID number's first 17 digits.
 
+    The rule is :func:`common.privacy.id_check_char`'s (one definition); the privacy tests
+    check it against published and hand-worked examples, not against generated numbers.
+
     Raises:
         ValueError: when ``first17`` is not exactly 17 ASCII digits.
     """
     if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
         raise ValueError(f"expected 17 ASCII digits, got {first17!r}")
-    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS))
-    return ID_CHECK_CHARS[total % 11]
+    return id_check_char(first17)
 
 
 def is_valid_id_number(value: str) -> bool:
