@@ -2,7 +2,8 @@
 ``make dist``):
 
 - ``dist/shoplake-<version>.zip`` for ``--py-files``: the ``common`` and ``jobs``
-  packages plus ``conf/`` at the zip's root. A driver that runs on the cluster
+  packages (with their resource files, e.g. the generator's ``jobs/generate/data/``)
+  plus ``conf/`` at the zip's root. A driver that runs on the cluster
   (YARN cluster mode, Kubernetes) has no project folder, so it reads the conf
   shipped in the zip (see ``common.config.find_conf_dir``); ``--conf-dir`` or
   ``$SHOPLAKE_CONF_DIR`` still win.
@@ -23,6 +24,9 @@ from common.config import PROJECT_ROOT, find_conf_dir
 from common.errors import EnvironmentProblem
 
 ZIP_PACKAGES = ("common", "jobs")
+# Package resources (read with importlib.resources, which reads them from the zip too), per
+# package: the same files as [tool.setuptools.package-data] in pyproject.toml puts in the wheel.
+ZIP_RESOURCES = {"jobs": ("generate/data/*.json",)}
 # A fixed timestamp makes the zip byte-identical for identical sources.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -41,7 +45,8 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def build_zip(target: Path, conf_dir: Path | None = None) -> Path:
-    """Write the ``--py-files`` zip: ``common/``, ``jobs/`` and ``conf/`` (YAML only)."""
+    """Write the ``--py-files`` zip: ``common/``, ``jobs/`` (code and :data:`ZIP_RESOURCES`) and
+    ``conf/`` (YAML only)."""
     import common
     import jobs
 
@@ -49,7 +54,9 @@ def build_zip(target: Path, conf_dir: Path | None = None) -> Path:
     entries: list[tuple[Path, str]] = []
     for package in (common, jobs):
         folder = Path(package.__file__).resolve().parent
-        entries += [(p, f"{folder.name}/{p.relative_to(folder).as_posix()}") for p in _files(folder, (".py",))]
+        resources = [p for pattern in ZIP_RESOURCES.get(folder.name, ()) for p in sorted(folder.glob(pattern))]
+        for p in _files(folder, (".py",)) + resources:
+            entries.append((p, f"{folder.name}/{p.relative_to(folder).as_posix()}"))
     entries += [(p, f"conf/{p.relative_to(conf).as_posix()}") for p in _files(conf, (".yaml", ".yml"))]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".zip.partial")

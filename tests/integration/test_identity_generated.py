@@ -51,7 +51,7 @@ def varied_shop(spark, tmp_path_factory):
 def people(store, manifest) -> tuple[dict[str, str], dict[str, str]]:
     """(truth, predicted): customer id -> first registration of its person, -> user_key."""
     key_of = {r.source_key: r.user_key for r in store.read(get_table("silver.user_key_map")).collect()}
-    # Customer ids are numbered in registration order (jobs/generate.py).
+    # Customer ids are numbered in registration order (jobs/generate/customers.py).
     ids = [f"C{10000001 + n}" for n in range(manifest["silver_expected"]["customers"])]
     truth = {c: c for c in ids} | {second: first for first, second in manifest["customer_duplicates"]}
     secret = TEST_SECRET.encode()

@@ -167,3 +167,42 @@ def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
     assert lake_root == str(run_dir / "lake")
     assert conf_dir.endswith("/conf") and not conf_dir.startswith(str(tmp_path))
     assert not Path(conf_dir).exists()  # the extracted copy is removed when the process exits
+
+
+def test_the_zip_ships_the_generators_data_and_the_generator_runs_from_it(tmp_path):
+    """The generator's reference data are package resources: in the zip (and read from it
+    with importlib.resources, no project folder), and in the wheel (package-data)."""
+    from jobs.generate import generate
+    from jobs.package import ZIP_RESOURCES, build_dist
+
+    zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    data = sorted(p.name for p in (PROJECT_ROOT / "jobs" / "generate" / "data").glob("*.json"))
+    assert data and {f"jobs/generate/data/{n}" for n in data} <= names
+    code = (
+        "import sys; from datetime import date; import jobs.generate as g; print(g.__file__); "
+        "g.generate(sys.argv[1], 60, 3, 2, date(2024, 5, 1), duplicates='varied')"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
+    env["PYTHONPATH"] = str(zip_path)
+    run_dir = tmp_path / "cwd"
+    run_dir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "from_zip")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=run_dir,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{zip_path}/jobs/generate/__init__.py"
+    generate(tmp_path / "here", 60, 3, 2, date(2024, 5, 1), duplicates="varied")
+    for path in sorted((tmp_path / "here").rglob("*.*")):
+        twin = tmp_path / "from_zip" / path.relative_to(tmp_path / "here")
+        assert twin.read_bytes() == path.read_bytes(), path.name
+    tomllib = pytest.importorskip("tomllib")
+    package_data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {f"{pkg}/{pattern}" for pkg, patterns in ZIP_RESOURCES.items() for pattern in patterns}
+    in_wheel = {f"{pkg.replace('.', '/')}/{pattern}" for pkg, patterns in package_data.items() for pattern in patterns}
+    assert shipped == in_wheel

@@ -13,15 +13,42 @@ import pytest
 from pyspark.sql import functions as F
 
 from common import privacy as P
-from jobs.generate import PHONE_STYLES, format_phone, generate, id_check_digit, id_number_facts
+from jobs.generate import PHONE_STYLES, format_phone, generate
 from jobs.generate import normalise_phone as generator_phone
 
 SECRET = b"test-secret-not-for-production"
 
+# Check characters worked out by hand, not by common.privacy nor by the generator (which has
+# its own copy of the rule), so these tests are independent of both. GB 11643-1999 (ISO 7064
+# MOD 11-2): S = sum of the first 17 digits times the weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2,
+# and the check character is "1 0 X 9 8 7 6 5 4 3 2"[S mod 11].
+#   11010519491231002: 7+9+0+5+0+20+2+9+24+27+7+18+30+5+0+0+4 = 167, 167 mod 11 = 2 -> X
+#       (the standard's worked example, 11010519491231002X)
+#   44052418800101001: 28+36+0+25+16+16+2+8+48+0+0+9+0+5+0+0+2 = 195, mod 11 = 8 -> 4
+#       (the standard's second example, 440524188001010014)
+#   11010119900307123: 7+9+0+5+0+4+2+9+54+0+0+27+0+35+8+8+6 = 174, mod 11 = 9 -> 3
+#   11010119900307124: the same with 8 for the last product: 176, mod 11 = 0 -> 1
+#   11010119900307125: ... 10 for the last product: 178, mod 11 = 2 -> X
+#   11010119900230123: 7+9+0+5+0+4+2+9+54+0+0+18+30+0+8+8+6 = 160, mod 11 = 6 -> 6
+#   11010119901301123: 7+9+0+5+0+4+2+9+54+0+7+27+0+5+8+8+6 = 151, mod 11 = 8 -> 4
+#   51010419850715003: 35+9+0+5+0+16+2+9+48+15+0+63+10+25+0+0+6 = 243, mod 11 = 1 -> 0
+#   31011519991231002: 21+9+0+5+8+20+2+9+54+27+7+18+30+5+0+0+4 = 219, mod 11 = 10 -> 2
+HAND_CHECKED = {
+    "11010519491231002": "X",
+    "44052418800101001": "4",
+    "11010119900307123": "3",
+    "11010119900307124": "1",
+    "11010119900307125": "X",
+    "11010119900230123": "6",
+    "11010119901301123": "4",
+    "51010419850715003": "0",
+    "31011519991231002": "2",
+}
+
 
 def resident_id(first17: str) -> str:
-    """A resident ID number with the right check character (computed by the generator's own code)."""
-    return first17 + id_check_digit(first17)
+    """A resident ID number with the check character worked out by hand (:data:`HAND_CHECKED`)."""
+    return first17 + HAND_CHECKED[first17]
 
 
 VALID_ID = resident_id("11010119900307123")  # Beijing Dongcheng, 1990-03-07, odd sequence: male
@@ -186,7 +213,28 @@ def test_a_valid_number_yields_its_facts():
         birth_date=date(1990, 3, 7),
         gender="M",
     )
-    assert (parsed.birth_date, parsed.gender) == id_number_facts(VALID_ID)
+
+
+@pytest.mark.parametrize(("first17", "check"), sorted(HAND_CHECKED.items()))
+def test_check_character_is_the_hand_worked_one(first17, check):
+    assert P.id_check_char(first17) == check
+    for wrong in set("0123456789X") - {check}:
+        parsed = P.parse_resident_id(first17 + wrong)
+        assert parsed is not None and not parsed.valid
+
+
+@pytest.mark.parametrize(
+    ("number", "born", "gender"),
+    [
+        ("11010519491231002X", date(1949, 12, 31), "F"),
+        ("11010119900307123" + "3", date(1990, 3, 7), "M"),
+        ("51010419850715003" + "0", date(1985, 7, 15), "M"),
+        ("31011519991231002" + "2", date(1999, 12, 31), "F"),
+    ],
+)
+def test_valid_numbers_yield_their_birth_date_and_gender(number, born, gender):
+    parsed = P.parse_resident_id(number)
+    assert parsed.valid and (parsed.birth_date, parsed.gender) == (born, gender)
 
 
 def test_check_character_x_in_any_width_and_case_with_spaces():
