@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,8 +157,8 @@ def run(
             queries[name] = store.start_stream(specs[name], df, f"{checkpoints}/{name}", trigger, query_name)
         log.info("stream: %s/%s -> %s (%s; checkpoints %s)", mapping.name, feed.name, ", ".join(rows), trigger,
                  checkpoints)  # fmt: skip
-        with _stop_on_sigterm():
-            _wait(queries)
+        with _stop_requests() as stop:
+            _wait(queries, stop)
     finally:
         for query in queries.values():
             if query.isActive:
@@ -165,36 +166,29 @@ def run(
     return _result(store, specs, queries, run_id, checkpoints, time.monotonic() - started)
 
 
-class _StopRequested(Exception):
-    pass
-
-
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a scheduler, ``kill``) stops the stream like Ctrl-C: the queries are
-    stopped and the run is recorded; the checkpoints make the next start resume."""
-
-    def handler(signum, frame):  # noqa: ARG001 - the signal module's signature
-        raise _StopRequested
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. a notebook's worker): leave signals alone
-        yield
+def _stop_requests() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM (a scheduler, ``kill``) while the
+    stream runs. The handlers only set it: an exception raised inside a py4j call
+    would break the connection to the JVM before the queries could be stopped."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only (e.g. a notebook's worker)
         return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _wait(queries: dict[str, StreamingQuery]) -> None:
-    """Until every query has finished (``availableNow``) or one fails; a stop request ends it."""
-    try:
-        while active := [q for q in queries.values() if q.isActive]:
-            _raise_failure(queries)
-            active[0].awaitTermination(_POLL_SECONDS)
-    except (KeyboardInterrupt, _StopRequested):
+def _wait(queries: dict[str, StreamingQuery], stop: threading.Event) -> None:
+    """Until every query has finished (``availableNow``), one fails, or a stop is requested."""
+    while (active := [q for q in queries.values() if q.isActive]) and not stop.is_set():
+        _raise_failure(queries)
+        active[0].awaitTermination(_POLL_SECONDS)
+    if stop.is_set():
         log.info("stream: stop requested; stopping the queries (the checkpoints keep their progress)")
     _raise_failure(queries)
 
