@@ -105,6 +105,17 @@ class IngestConfig(StrictModel):
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class StreamConfig(StrictModel):
+    # `shoplake stream`: Structured Streaming over one feed's landing folder into bronze.
+    source: str = Field("shop", description="Source mapping (conf/sources/<name>.yaml) of the streamed feed.")
+    feed: str = Field("events", description="The feed of that mapping to stream (JSON lines or CSV files).")
+    max_files_per_trigger: int = Field(10, gt=0, description="New files read per micro-batch at most.")
+    trigger_seconds: float = Field(10.0, gt=0, description="Seconds between micro-batches (processing-time trigger).")
+    checkpoints: str | None = Field(
+        None, description="Folder of the queries' checkpoints; null = <lake root>/_checkpoints."
+    )
+
+
 # The normalised identifiers the Splink model sees (common/identity.py builds them):
 # name (no spaces), its first and last whitespace-separated tokens, birth date, city,
 # e-mail and its user part, phone (E.164) and its last digits, valid resident ID.
@@ -507,6 +518,7 @@ class ShopLakeConfig(StrictModel):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)

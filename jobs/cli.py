@@ -249,6 +249,27 @@ def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | 
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="Process the files there now and stop (availableNow), for schedulers.")
+@env_option
+@set_option
+@conf_dir_option
+def stream(once: bool, env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
+    """Stream new clickstream files (stream.source / stream.feed) into bronze.events and
+    bronze.quarantine as they arrive, with ingest's parsing and quarantine rules. Runs
+    until Ctrl-C or SIGTERM; the checkpoints under <lake>/_checkpoints make the next start
+    resume where it stopped, every record exactly once."""
+    from common.spark import build_spark
+    from jobs.registry import run_job
+
+    cfg = _config(env, overrides, conf_dir)
+    _check_before_spark(cfg, ["stream"])
+    spark = build_spark(cfg)
+    log.info("Spark %s, master %s, env %s, lake %s", spark.version, spark.sparkContext.master, cfg.env, cfg.lake_root)
+    result = run_job(spark, cfg, "stream", recorded_parameters={"once": once}, once=once)
+    click.echo(result.summary)
+
+
+@cli.command()
 @env_option
 @set_option
 @conf_dir_option

@@ -5,10 +5,9 @@ For every source mapping in ``landing.sources`` and every feed in it:
 1. list the feed's files and hash their content (sha256); files already in
    ``bronze.ingested_files`` (same content, whatever the name) are skipped, so a
    re-run adds nothing and a re-delivered file is detected;
-2. split each new file into records on the executors (:mod:`common.landing`:
-   encoding, BOM, line endings, CSV quoting, JSON), then type every field with
-   Spark (:mod:`common.parse`); a record that cannot be split or typed gets the
-   first reason that applies (:class:`common.quarantine.Reason`);
+2. split each new file into records on the executors and type every field
+   (:mod:`common.records`, shared with the ``stream`` job); a record that cannot
+   be split or typed gets the first reason that applies;
 3. map valid records to bronze rows with the feed's SQL expressions, add
    provenance (file, line, content hash, run id), and write each table with
    ``replace_where _file_sha256 IN (new files)`` so a crashed run re-runs cleanly;
@@ -29,42 +28,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import pyarrow as pa
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import parse
+from common import records
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import InputError, ReconciliationError
-from common.landing import ReadOptions, tokenize_file
+from common.landing import ReadOptions
 from common.paths import is_local
-from common.quarantine import Reason
+from common.records import read_options, to_bronze_rows, to_quarantine_rows, type_records
 from common.runlog import JobResult, new_run_id
-from common.sources import FeedSpec, FieldSpec, SourceMapping, load_source
+from common.sources import FeedSpec, SourceMapping, load_source
 from common.tables import (
     BRONZE_DATA_TABLES,
     BRONZE_INGESTED_FILES,
     BRONZE_QUARANTINE,
-    INGEST_META_NAMES,
     TableSpec,
 )
 
 log = logging.getLogger(__name__)
-
-TOKEN_SCHEMA = T.StructType(
-    [
-        T.StructField("_path", T.StringType(), False),
-        T.StructField("_file_sha", T.StringType(), False),
-        T.StructField("_line", T.LongType(), False),
-        T.StructField("_raw", T.StringType()),
-        T.StructField("_fields", T.ArrayType(T.StringType())),
-        T.StructField("_token_reason", T.StringType()),
-        T.StructField("_token_detail", T.StringType()),
-    ]
-)
-_BATCH_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -115,66 +99,6 @@ def hash_files(spark: SparkSession, paths: list[str]) -> DataFrame:
     )
 
 
-# ---------------------------------------------------------------------------- splitting
-def read_options(feed: FeedSpec) -> ReadOptions:
-    return ReadOptions(
-        format=feed.format,
-        encoding=feed.encoding,
-        header=feed.header,
-        delimiter=feed.delimiter,
-        field_names=tuple(feed.fields),
-        field_paths=tuple(spec.path or name for name, spec in feed.fields.items()),
-    )
-
-
-_ARROW_TOKENS = pa.schema(
-    [
-        ("_path", pa.string()),
-        ("_file_sha", pa.string()),
-        ("_line", pa.int64()),
-        ("_raw", pa.string()),
-        ("_fields", pa.list_(pa.string())),
-        ("_token_reason", pa.string()),
-        ("_token_detail", pa.string()),
-    ]
-)
-
-
-def _tokenizer(options_by_sha: dict[str, ReadOptions]):
-    """A mapInArrow function: file rows (path, sha, content) -> one row per record,
-    each file split with its own feed's options."""
-
-    def tokenize(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        columns: dict[str, list] = {name: [] for name in _ARROW_TOKENS.names}
-
-        def flush() -> pa.RecordBatch:
-            batch = pa.RecordBatch.from_pydict(columns, schema=_ARROW_TOKENS)
-            for values in columns.values():
-                values.clear()
-            return batch
-
-        for batch in batches:
-            for path, sha, content in zip(
-                batch.column("_path").to_pylist(),
-                batch.column("_file_sha").to_pylist(),
-                batch.column("content").to_pylist(),
-            ):
-                for record in tokenize_file(content, options_by_sha[sha], path):
-                    columns["_path"].append(path)
-                    columns["_file_sha"].append(sha)
-                    columns["_line"].append(record.line_no)
-                    columns["_raw"].append(record.raw)
-                    columns["_fields"].append(record.fields)
-                    columns["_token_reason"].append(record.reason)
-                    columns["_token_detail"].append(record.detail)
-                    if len(columns["_path"]) >= _BATCH_ROWS:
-                        yield flush()
-        if columns["_path"]:
-            yield flush()
-
-    return tokenize
-
-
 def split_records(spark: SparkSession, files: list[LandingFile], options: dict[str, ReadOptions]) -> DataFrame:
     """One row per record of ``files`` (``options``: read options by file sha256):
     _path, _file_sha, _line, _raw, _fields, _token_reason, _token_detail."""
@@ -188,142 +112,7 @@ def split_records(spark: SparkSession, files: list[LandingFile], options: dict[s
         # One file per task: a task holds one file's bytes, and files split in parallel.
         .repartition(max(1, len(files)), "_path")
     )
-    return content.mapInArrow(_tokenizer(options), TOKEN_SCHEMA)
-
-
-# ---------------------------------------------------------------------------- typing
-_NUMERIC = ("int", "long", "double", "decimal")
-
-
-def _typed(text: Column, spec: FieldSpec, time_zone: str) -> tuple[Column, str | None]:
-    """(typed column, reason when the text is present but the typed value is null).
-
-    ``text`` is the prepared text: number-normalised for numeric fields (see
-    :func:`type_records`), raw otherwise.
-    """
-    if spec.type == "string":
-        return text, None
-    if spec.type in ("int", "long"):
-        return parse.integer_from_number_text(text, spec.type), Reason.UNPARSEABLE_NUMBER.value
-    if spec.type == "double":
-        return parse.double_from_number_text(text), Reason.UNPARSEABLE_NUMBER.value
-    if spec.type == "decimal":
-        typed = parse.decimal_from_number_text(text, spec.precision, spec.scale)
-        return typed, Reason.UNPARSEABLE_NUMBER.value
-    if spec.type == "boolean":
-        return parse.parse_boolean(text), Reason.UNPARSEABLE_BOOLEAN.value
-    if spec.type == "date":
-        return parse.parse_date(text, spec.formats), Reason.UNPARSEABLE_DATE.value
-    if spec.type == "timestamp":
-        return parse.parse_timestamp(text, spec.formats, time_zone), Reason.UNPARSEABLE_TIMESTAMP.value
-    raise ValueError(f"unsupported field type {spec.type}")
-
-
-def type_records(tokens: DataFrame, feed: FeedSpec, time_zone: str) -> DataFrame:
-    """Add one typed column per declared field plus ``_reason``/``_detail`` (null when valid).
-
-    Reasons are checked in a fixed order: the splitter's, then missing required
-    fields, then untypeable values, each in declaration order. The work is staged
-    in separate projections (raw text, prepared text, typed value, reason) so
-    Spark keeps each expression small instead of inlining them into one.
-    """
-    names = list(feed.fields)
-    raw = {name: f"_r{i}" for i, name in enumerate(names)}
-    prepared = {name: f"_p{i}" for i, name in enumerate(names)}
-    keep = ["_path", "_file_sha", "_line", "_raw", "_token_reason", "_token_detail"]
-    staged = tokens.select(
-        *keep, *[parse.blank_to_null(F.col("_fields").getItem(i)).alias(raw[n]) for i, n in enumerate(names)]
-    )
-    staged = staged.select(
-        *keep,
-        *[F.col(raw[n]) for n in names],
-        *[
-            (parse.normalise_number_text(F.col(raw[n])) if spec.type in _NUMERIC else F.col(raw[n])).alias(prepared[n])
-            for n, spec in feed.fields.items()
-        ],
-    )
-    typed_cols, checks = [], []
-    for name, spec in feed.fields.items():
-        typed, reason = _typed(F.col(prepared[name]), spec, time_zone)
-        typed_cols.append(typed.alias(name))
-    staged = staged.select(*keep, *[F.col(raw[n]) for n in names], *typed_cols)
-    for name, spec in feed.fields.items():
-        if spec.required:
-            detail = F.lit(f"required field {name} is missing or empty")
-            checks.append((F.col(raw[name]).isNull(), Reason.MISSING_KEY.value, detail))
-    for name, spec in feed.fields.items():
-        _, reason = _typed(F.col(prepared[name]), spec, time_zone)
-        if reason:
-            expected = spec.type + (f" ({' or '.join(spec.formats)})" if spec.formats else "")
-            detail = F.concat(F.lit(f"field {name}: '"), F.col(raw[name]), F.lit(f"' is not a valid {expected}"))
-            checks.append((F.col(raw[name]).isNotNull() & F.col(name).isNull(), reason, detail))
-    first_reason = F.coalesce(F.col("_token_reason"), *[F.when(c, F.lit(r)) for c, r, _ in checks])
-    first_detail = F.coalesce(F.col("_token_detail"), *[F.when(c, d) for c, _, d in checks])
-    valid = F.col("_token_reason").isNull()
-    return staged.select(
-        "_path",
-        "_file_sha",
-        "_line",
-        "_raw",
-        *[F.when(valid, F.col(n)).alias(n) for n in names],
-        first_reason.alias("_reason"),
-        first_detail.alias("_detail"),
-    )
-
-
-# ---------------------------------------------------------------------------- mapping
-def _meta(source: str, run_id: str, ingested_at: datetime) -> list[Column]:
-    return [
-        F.lit(source).alias("_source"),
-        F.col("_path").alias("_source_file"),
-        F.col("_line").alias("_source_line"),
-        F.col("_file_sha").alias("_file_sha256"),
-        F.lit(run_id).alias("_ingest_run_id"),
-        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
-    ]
-
-
-def to_bronze_rows(
-    valid: DataFrame, mapping: SourceMapping, feed: FeedSpec, output, run_id: str, ingested_at: datetime
-) -> DataFrame:
-    """Valid typed records -> rows of one bronze table via the output's expressions."""
-    spec = BRONZE_DATA_TABLES[output.table]
-    df = valid
-    if output.where:
-        df = df.where(F.expr(output.where))
-    if output.explode:
-        df = df.select("*", F.posexplode(F.expr(output.explode)).alias("_pos", "_item"))
-        df = df.withColumn("_pos", F.col("_pos") + 1)
-    if output.distinct_on:
-        first = Window.partitionBy("_file_sha", *output.distinct_on).orderBy("_line")
-        df = df.withColumn("_rank", F.row_number().over(first)).where("_rank = 1").drop("_rank")
-    cols = []
-    for column in spec.schema.fields:
-        name = column.name
-        if name in INGEST_META_NAMES:
-            continue
-        if name == "source_system":
-            cols.append(F.lit(mapping.name).alias(name))
-        elif name in output.columns:
-            cols.append(F.expr(output.columns[name]).cast(column.dataType).alias(name))
-        elif name in feed.fields:
-            cols.append(F.col(name).cast(column.dataType).alias(name))
-        else:
-            cols.append(F.lit(None).cast(column.dataType).alias(name))
-    return df.select(*cols, *_meta(mapping.name, run_id, ingested_at))
-
-
-def to_quarantine_rows(
-    bad: DataFrame, mapping: SourceMapping, feed: FeedSpec, run_id: str, ingested_at: datetime
-) -> DataFrame:
-    return bad.select(
-        F.lit(mapping.name).alias("source_system"),
-        F.lit(feed.primary_table).alias("target_table"),
-        F.col("_reason").alias("reason"),
-        F.col("_detail").alias("detail"),
-        F.col("_raw").alias("raw"),
-        *_meta(mapping.name, run_id, ingested_at),
-    )
+    return records.tokenize(content, options)
 
 
 # ---------------------------------------------------------------------------- the job

@@ -161,6 +161,14 @@ ON_DEMAND = {
         "erase people (source ids or user keys) from every layer and vacuum old versions",
         ("privacy",),
     ),
+    "stream": JobSpec(
+        "stream",
+        "jobs.stream",
+        "Structured Streaming: new clickstream landing files -> bronze.events and bronze.quarantine as they "
+        "arrive (the ingest parsing and quarantine rules), exactly once, checkpointed; --once stops when done",
+        ("landing", "stream"),
+        ("jobs.stream:check_stream",),
+    ),
 }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from common.errors import InputError, SchemaMismatch
 from common.tables import TableSpec
@@ -203,6 +204,47 @@ class DeltaStore(ABC):
         """Delete rows matching ``predicate``; a missing table or no match commits nothing.
 
         Returns the table's version after the call (-1 when the table does not exist)."""
+
+    @abstractmethod
+    def append_once(self, table: TableSpec, df: DataFrame, app_id: str, txn_version: int) -> int:
+        """Append ``df`` unless the table already has a commit of ``app_id`` at ``txn_version``
+        or later (Delta transaction identifiers, the ``txn`` action the commit records): a
+        retried write, e.g. a stream's micro-batch after a crash, is then skipped.
+
+        Returns the table's version after the call (unchanged when skipped)."""
+
+    # -- streaming --------------------------------------------------------------
+    def start_stream(
+        self, table: TableSpec, df: DataFrame, checkpoint: str, trigger: dict[str, Any], name: str
+    ) -> StreamingQuery:
+        """Start appending the streaming ``df`` to ``table``, each micro-batch exactly once.
+
+        Progress (files read, batch ids) is kept in ``checkpoint``; a restart resumes from
+        it. This default writes every micro-batch with :meth:`append_once`, its app id the
+        query's id (kept in the checkpoint: the same after a restart, new with a new
+        checkpoint) and its version the batch id, so a batch replayed after a crash
+        between the commit and the checkpoint is skipped.
+
+        Args:
+            trigger: keyword arguments of ``DataStreamWriter.trigger``, e.g.
+                ``{"availableNow": True}`` or ``{"processingTime": "10 seconds"}``.
+        """
+        conformed = self.conform(table, df)
+
+        def write(batch: DataFrame, batch_id: int) -> None:
+            # Spark sets the query id as a local property of the thread running the batch.
+            query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
+            if not query_id:
+                raise RuntimeError(f"{table.name}: no streaming query id in batch {batch_id}")
+            self.append_once(table, batch, query_id, batch_id)
+
+        return (
+            conformed.writeStream.queryName(name)
+            .option("checkpointLocation", checkpoint)
+            .trigger(**trigger)
+            .foreachBatch(write)
+            .start()
+        )
 
     # -- maintenance ------------------------------------------------------------
     @abstractmethod

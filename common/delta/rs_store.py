@@ -53,6 +53,7 @@ from deltalake.transaction import (
     AddAction,
     CommitProperties,
     RemoveAction,
+    Transaction,
     create_table_with_add_actions,
 )
 from pyspark.errors import AnalysisException
@@ -457,6 +458,17 @@ class RsDeltaStore(DeltaStore):
             self._drop_staging(loc, staging)
 
     def append(self, table: TableSpec, df: DataFrame) -> int:
+        return self._append(table, df)
+
+    def append_once(self, table: TableSpec, df: DataFrame, app_id: str, txn_version: int) -> int:
+        dt = self._open(table, required=False)
+        done = None if dt is None else dt.transaction_version(app_id)
+        if done is not None and done >= txn_version:
+            log.info("%s: %s version %d is committed already (at %d); skipped", table.name, app_id, txn_version, done)
+            return dt.version()
+        return self._append(table, df, (Transaction(app_id, txn_version),))
+
+    def _append(self, table: TableSpec, df: DataFrame, transactions: Sequence[Transaction] = ()) -> int:
         loc = self._locate(table)
         staging = self._stage(table, loc, self.conform(table, df))
         try:
@@ -471,6 +483,7 @@ class RsDeltaStore(DeltaStore):
                 mode="append",
                 operation="WRITE",
                 parameters={"mode": "Append"},
+                transactions=transactions,
             )
         finally:
             self._drop_staging(loc, staging)
@@ -828,6 +841,7 @@ class RsDeltaStore(DeltaStore):
         parameters: dict[str, str],
         removes: Sequence[_TableFile] = (),
         strict: bool = False,
+        transactions: Sequence[Transaction] = (),
     ) -> int:
         """Publish the staged files and commit them (and ``removes``) as one version.
 
@@ -836,6 +850,8 @@ class RsDeltaStore(DeltaStore):
             mode: ``append`` or ``overwrite`` (overwrite removes every current file).
             strict: fail instead of retrying when another commit landed since ``dt``
                 (for writes whose content depends on what they read).
+            transactions: app ids and versions recorded in the commit (``txn`` actions,
+                see :meth:`append_once`).
 
         Returns:
             The version this commit created.
@@ -848,6 +864,7 @@ class RsDeltaStore(DeltaStore):
                 "operationParameters": parameters,
             },
             max_commit_retries=0 if strict else None,
+            app_transactions=list(transactions) or None,
         )
         read_version = -1 if dt is None else dt.version()
         adds: list[AddAction] = []

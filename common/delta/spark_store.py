@@ -24,6 +24,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from common.delta.base import Commit, DeltaStore
 from common.errors import InputError, WriteConflict
@@ -151,6 +152,37 @@ class SparkDeltaStore(DeltaStore):
         with self._conflicts_named(table, "append"):
             self._writer(table, conformed, "append", write_id).save(self.path(table))
         return self._version_of(table, write_id)
+
+    def append_once(self, table: TableSpec, df: DataFrame, app_id: str, txn_version: int) -> int:
+        write_id = self._write_id()
+        with self._conflicts_named(table, "append"):
+            (
+                self._writer(table, self.conform(table, df), "append", write_id)
+                # delta-spark skips the write when the table has this app id at this version or later.
+                .option("txnAppId", app_id)
+                .option("txnVersion", txn_version)
+                .save(self.path(table))
+            )
+        return self._require_version(table)
+
+    def start_stream(
+        self, table: TableSpec, df: DataFrame, checkpoint: str, trigger: dict[str, Any], name: str
+    ) -> StreamingQuery:
+        """Delta's own streaming sink: it records the query id and batch id in each commit
+        and skips a batch it already committed, so it is exactly once by itself."""
+        writer = (
+            self.conform(table, df)
+            .writeStream.format("delta")
+            .queryName(name)
+            .outputMode("append")
+            .option("checkpointLocation", checkpoint)
+            .option("maxRecordsPerFile", self.target_file_rows)
+            .option("mergeSchema", "true")
+            .trigger(**trigger)
+        )
+        if table.partition_by:
+            writer = writer.partitionBy(*table.partition_by)
+        return writer.start(self.path(table))
 
     def replace_where(self, table: TableSpec, df: DataFrame, predicate: str) -> int:
         """Delete rows matching ``predicate`` and add ``df`` in one commit (``replaceWhere``).

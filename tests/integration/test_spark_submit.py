@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def test_entry_maps_job_names_to_the_run_command():
     assert to_cli_args(["ingest", "--env", "cluster"]) == ["run", "ingest", "--env", "cluster"]
     assert to_cli_args(["pipeline"]) == ["pipeline"]
+    assert to_cli_args(["stream", "--once"]) == ["stream", "--once"]  # a command with its own options
     assert to_cli_args([]) == ["--help"]
 
 

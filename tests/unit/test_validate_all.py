@@ -79,3 +79,20 @@ def test_a_missing_campaign_file_names_the_key(tmp_path):
     cfg = load_config("local", [f"campaign.definitions={tmp_path / 'gone.yaml'}"])
     with pytest.raises(ConfigError, match=r"^campaign\.definitions: file .*gone\.yaml not found$"):
         validate_all(cfg)
+
+
+def test_the_stream_section_names_its_bad_keys():
+    with pytest.raises(ConfigError, match=r"stream\.max_files_per_trigge: unknown key"):
+        load_config("local", ["stream.max_files_per_trigge=5"])
+    with pytest.raises(ConfigError, match=r"stream\.max_files_per_trigger: .*greater than 0"):
+        load_config("local", ["stream.max_files_per_trigger=0"])
+    with pytest.raises(ConfigError, match=r"^stream\.feed: source shop has no feed 'event' \(its feeds: customers,"):
+        validate_all(load_config("local", ["stream.feed=event"]))
+    with pytest.raises(ConfigError, match=r"^stream\.source: no source mapping .*nosuch\.yaml \(known: cdnow,"):
+        validate_all(load_config("local", ["stream.source=nosuch"]))
+
+
+def test_a_stream_feed_with_distinct_on_is_refused_before_spark():
+    # online_retail writes one order per invoice with distinct_on (a window over a file).
+    with pytest.raises(ConfigError, match=r"^stream\.feed: .*distinct_on"):
+        validate_all(load_config("local", ["stream.source=online_retail", "stream.feed=invoice_lines"]))
