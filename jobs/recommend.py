@@ -132,6 +132,13 @@ def als_candidates(model: ALSModel, ids: IdMap, train: DataFrame, users: DataFra
     )
 
 
+def catalogue_size(products: DataFrame, raw: DataFrame, as_of: date) -> int:
+    """Items a list could hold: the product table's and every item touched up to ``as_of``,
+    so a lake without a product table still has a catalogue for coverage@k."""
+    touched = raw.where(on_or_before("ts", as_of)).select("item_id")
+    return products.select("item_id").unionByName(touched).distinct().count()
+
+
 def popularity(train: DataFrame) -> DataFrame:
     """``item_id, popularity``: distinct users who interacted with the item."""
     return train.groupBy("item_id").agg(F.countDistinct("user_key").cast("double").alias("popularity"))
@@ -364,12 +371,12 @@ def run(
     result.inputs = {spec.name: store.version(spec) for spec in inputs if store.exists(spec)}
     events, orders, lines, products, customers = (store.read_or_empty(spec) for spec in inputs)
     raw = raw_interactions(events, orders, lines, rc.event_weights).persist()
-    catalogue_size = products.select("item_id").distinct().count()
+    catalogue = catalogue_size(products, raw, as_of)
     cached: list[DataFrame] = [raw]
     try:
         # Every item touched so far bounds the factor table ALS will publish.
         check_similar_items_size(rc, raw.select("item_id").distinct().count())
-        evaluation = _evaluate(raw, products, rc, as_of, catalogue_size, cached)
+        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached)
         params = AlsParams(**evaluation["chosen_params"])
         # Publish: everything up to the as-of day.
         interactions = aggregate(raw, as_of, rc.half_life_days).persist()
@@ -409,7 +416,7 @@ def run(
         else:
             log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
         reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
-        coverage = ranking.catalogue_coverage(published, catalogue_size, rc.top_n, ranking.Columns(item="item_id"))
+        coverage = ranking.catalogue_coverage(published, catalogue, rc.top_n, ranking.Columns(item="item_id"))
         published_users = published.select("user_key").distinct().count()
     finally:
         for df in cached:
