@@ -3,7 +3,8 @@
 Every gold job computes "as of" a date: it uses only rows whose time falls on or
 before that day (UTC), so rebuilding an old date after newer data arrived gives
 the same answer. The date is a parameter, never "now"; when none is configured
-the job uses the last day with data and logs that it did.
+the job uses the last day with data and logs that it did. Undated orders (basket
+files) count as of the day they were ingested, as clean dates them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 from common.config import ShopLakeConfig
 from common.delta.base import DeltaStore
 from common.errors import InputError
-from common.tables import SILVER_EVENTS, SILVER_ORDERS, TableSpec
+from common.tables import BRONZE_ORDERS, SILVER_EVENTS, SILVER_ORDERS, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,29 @@ def up_to(df: DataFrame, time_column: str, as_of: date) -> DataFrame:
 
 
 def last_data_day(store: DeltaStore) -> date | None:
-    """The last day with an order or event in silver, or None for an empty lake."""
+    """The last day with an order or event in silver; when silver's orders carry no
+    time at all, the day their bronze rows were ingested (clean's rule for undated
+    data); None for an empty lake."""
     days = []
     for spec, column in ((SILVER_ORDERS, "order_time"), (SILVER_EVENTS, "event_time")):
         if store.exists(spec):
             value = store.read(spec).agg(F.max(column)).first()[0]
             if value is not None:
                 days.append(value.date())
-    return max(days) if days else None
+    if days:
+        return max(days)
+    return undated_orders_ingest_day(store)
+
+
+def undated_orders_ingest_day(store: DeltaStore) -> date | None:
+    """The last ingest day of the undated orders when silver holds any, else None.
+    Only the ingest time of bronze is read: no personal data leaves it."""
+    if not (store.exists(SILVER_ORDERS) and store.exists(BRONZE_ORDERS)):
+        return None
+    if store.read(SILVER_ORDERS).where(F.col("order_time").isNull()).limit(1).count() == 0:
+        return None
+    value = store.read(BRONZE_ORDERS).where(F.col("order_time").isNull()).agg(F.max("_ingested_at")).first()[0]
+    return value.date() if value is not None else None
 
 
 def resolve_as_of(store: DeltaStore, cfg: ShopLakeConfig) -> date:

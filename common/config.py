@@ -418,8 +418,35 @@ class AlsGridConfig(StrictModel):
     max_iter: list[int] = Field(default_factory=lambda: [10], min_length=1)
 
 
+RecommendCandidate = Literal["als", "item_knn", "sar", "most_popular"]
+
+
+class ItemKnnConfig(StrictModel):
+    """Item-kNN candidate: cosine between the items' columns of the user-item matrix."""
+
+    neighbours: int = Field(200, gt=0, description="Neighbours kept per item (top-K by cosine).")
+
+
+class SarConfig(StrictModel):
+    """SAR candidate: item co-occurrence similarity and time-decayed user affinity."""
+
+    similarity: Literal["jaccard", "lift"] = Field("jaccard", description="Similarity of co-occurrence counts.")
+    neighbours: int = Field(200, gt=0, description="Neighbours kept per item (top-K by similarity).")
+    half_life_days: float | None = Field(
+        30.0, gt=0, description="Affinity: each interaction's weight halves every this many days; null: no decay."
+    )
+
+
 class RecommendConfig(StrictModel):
-    """ALS recommendations (jobs/recommend.py)."""
+    """Recommendations (jobs/recommend.py): candidates chosen by validation NDCG@k."""
+
+    candidates: list[RecommendCandidate] = Field(
+        default_factory=lambda: ["als", "item_knn", "sar", "most_popular"],
+        min_length=1,
+        description="Models compared on validation NDCG@k; the best one publishes.",
+    )
+    knn: ItemKnnConfig = Field(default_factory=ItemKnnConfig)
+    sar: SarConfig = Field(default_factory=SarConfig)
 
     top_n: int = Field(10, gt=0, description="Recommendations published per customer.")
     k: int = Field(10, gt=0, description="Cut-off of the ranking metrics (@k).")

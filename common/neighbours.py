@@ -5,7 +5,8 @@ and content-based neighbours reuse it):
 
 - :func:`dense_top_k`: rows of dense vectors (ALS item factors, embeddings).
 - :func:`sparse_top_k`: ``(row, item, value)`` triplets of a sparse matrix (users x
-  items); cosine between the item columns.
+  items); cosine between the item columns, or (SAR) Jaccard or lift of their
+  co-occurrence counts on the binarised matrix.
 
 How it scales. The unit-normalised vectors (items x rank doubles, or the sparse
 matrix's non-zeros) are collected once and broadcast to the executors. The items are
@@ -19,7 +20,7 @@ search), spread over the cores.
 
 Contract (both variants):
 
-- similarities are cosines rounded to ``decimals`` (default 9) before ranking, so
+- similarities (cosines unless another measure is asked for) are rounded to ``decimals`` (default 9) before ranking, so
   values equal at that resolution are ties, and ties go to the smaller neighbour id:
   order is similarity descending, then neighbour id ascending (ids compare as Spark
   compares them: numbers by value, strings by code point);
@@ -54,6 +55,8 @@ from pyspark.sql import types as T
 from common.errors import ConfigError
 
 RANK, SIMILARITY = "rank", "similarity"
+COSINE, JACCARD, LIFT = "cosine", "jaccard", "lift"
+SPARSE_SIMILARITIES = (COSINE, JACCARD, LIFT)
 DEFAULT_DECIMALS = 9
 DEFAULT_MAX_BYTES = 1 << 30
 # 512 query rows x 8,192 candidates of float64 scores is 32 MB per task, and large
@@ -117,9 +120,17 @@ def select_top_k(
 
 
 def _finish(
-    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, decimals: int, min_similarity: float | None, nonzero: bool
+    rows: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    decimals: int,
+    min_similarity: float | None,
+    nonzero: bool,
+    bounded: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    vals = np.clip(np.round(vals, decimals), -1.0, 1.0)
+    vals = np.round(vals, decimals)
+    if bounded:  # cosine and Jaccard: rounding error only; lift has no upper bound
+        vals = np.clip(vals, -1.0, 1.0)
     keep = np.isfinite(vals)
     if nonzero:
         keep &= vals != 0.0
@@ -166,17 +177,31 @@ def dense_block(
 
 
 def sparse_block(
-    matrix, transposed, start: int, stop: int, k: int, decimals: int, min_similarity: float | None
+    matrix,
+    transposed,
+    start: int,
+    stop: int,
+    k: int,
+    decimals: int,
+    min_similarity: float | None,
+    similarity: str = COSINE,
+    counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``k`` neighbours of rows ``start:stop`` of the unit-row CSR ``matrix`` (items x rows, sorted
-    by id); ``transposed`` is ``matrix.T`` as CSR. Returns triplets as :func:`dense_block` does."""
+    """Top ``k`` neighbours of rows ``start:stop`` of the CSR ``matrix`` (items x rows, sorted by id;
+    unit rows for cosine, 0/1 for Jaccard and lift, whose ``counts`` are each item's rows);
+    ``transposed`` is ``matrix.T`` as CSR. Returns triplets as :func:`dense_block` does."""
     product = (matrix[start:stop] @ transposed).tocoo()
     rows = product.row.astype(np.int64) + start
     cols = product.col.astype(np.int64)
-    vals = np.round(product.data.astype(np.float64), decimals)
+    vals = product.data.astype(np.float64)
+    if similarity == JACCARD:  # co-occurrences / rows holding either item
+        vals = vals / (counts[rows] + counts[cols] - vals)
+    elif similarity == LIFT:  # co-occurrences / (rows holding one x rows holding the other)
+        vals = vals / (counts[rows] * counts[cols])
+    vals = np.round(vals, decimals)
     keep = (cols != rows) & (vals != 0.0)
     rows, cols, vals = select_top_k(rows[keep], cols[keep], vals[keep], k)
-    return _finish(rows, cols, vals, decimals, min_similarity, nonzero=True)
+    return _finish(rows, cols, vals, decimals, min_similarity, nonzero=True, bounded=similarity != LIFT)
 
 
 # ---------------------------------------------------------------------------- Spark plumbing
@@ -318,8 +343,9 @@ def sparse_top_k(
     decimals: int = DEFAULT_DECIMALS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     pairs_per_block: int = SPARSE_PAIRS_PER_BLOCK,
+    similarity: str = COSINE,
 ) -> DataFrame:
-    """Exact cosine top-k neighbours between the items (columns) of a sparse rows x items matrix.
+    """Exact top-k neighbours between the items (columns) of a sparse rows x items matrix.
 
     Args:
         df: ``row_col, id_col, value_col`` triplets (repeated pairs are summed; nulls dropped).
@@ -332,6 +358,9 @@ def sparse_top_k(
         decimals: Similarities are rounded to this many decimals before ranking (ties).
         max_bytes: Bound on the broadcast matrix (its non-zeros, twice, at 12 bytes each).
         pairs_per_block: Items are cut into blocks whose product has at most about this many entries.
+        similarity: ``cosine`` of the value columns; ``jaccard`` (co-occurrences / rows with either
+            item) or ``lift`` (co-occurrences / the product of the items' row counts), both counting
+            rows that hold the items, whatever the values (SAR's item similarities).
 
     Returns:
         ``id_col, rank, out_col, similarity`` as :func:`dense_top_k`; items without a non-zero
@@ -345,6 +374,8 @@ def sparse_top_k(
 
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
+    if similarity not in SPARSE_SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(SPARSE_SIMILARITIES)}, got {similarity!r}")
     id_type = df.schema[id_col].dataType
     triplets = df.select(
         F.col(row_col).alias("_r"), F.col(id_col).alias("_id"), F.col(value_col).cast("double").alias("_x")
@@ -366,8 +397,14 @@ def sparse_top_k(
     _, row_index = np.unique(row_keys, return_inverse=True)
     matrix = sp.csr_matrix((values, (item_index, row_index)), shape=(len(ids), int(row_index.max(initial=-1)) + 1))
     matrix.sum_duplicates()
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    matrix = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix)
+    counts = None
+    if similarity == COSINE:
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        matrix = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix)
+    else:
+        matrix.data = (matrix.data != 0).astype(np.float64)
+        matrix.eliminate_zeros()
+        counts = np.diff(matrix.indptr).astype(np.float64)
     transposed = matrix.T.tocsr()
     # Entries of an item's product row: the sum of its rows' item counts (an upper bound).
     per_row = np.diff(transposed.indptr)
@@ -375,9 +412,9 @@ def sparse_top_k(
     bounds = _cut(weight, pairs_per_block)
 
     def block(value, start: int, stop: int):
-        return sparse_block(value[1], value[2], start, stop, k, decimals, min_similarity)
+        return sparse_block(value[1], value[2], start, stop, k, decimals, min_similarity, similarity, value[3])
 
-    return _run_blocks(df, bounds, (ids, matrix, transposed), block, id_type, id_col, out_col)
+    return _run_blocks(df, bounds, (ids, matrix, transposed, counts), block, id_type, id_col, out_col)
 
 
 def _cut(weight: np.ndarray, budget: int) -> list[tuple[int, int]]:

@@ -1,27 +1,43 @@
-"""Recommend: ALS on implicit feedback, evaluated against popularity baselines on
-held-back data, then top-N recommendations and similar items as of a date.
+"""Recommend: candidate models on implicit feedback (ALS, item-kNN, SAR, most
+popular), chosen by validation NDCG@k and reported side by side on held-back data,
+then top-N recommendations from the winner and similar items as of a date.
 
 1. Interactions (common.interactions) up to the as-of day.
 2. Split. ``time``: train on days up to the cutoff (default as-of minus
    ``test_days``), test on purchases after it. ``random`` (data without useful
    times): a seeded per-user holdout of ``test_fraction`` of each user's bought
    items. Validation is carved from the training side the same way, so the
-   hyperparameters (``recommend.grid``) never see the test period; the chosen
-   ones are evaluated once on test, with the two baselines (most popular, most
-   popular in the user's preferred categories) through the same code.
+   hyperparameters (``recommend.grid``) never see the test period. Every
+   candidate of ``recommend.candidates`` is scored on validation (ALS at its best
+   grid point) and the best NDCG@k wins (ties: the earlier candidate). All of them,
+   plus the category-popularity baseline, are evaluated once on test through the
+   same code.
+
+   - item-kNN: each item's ``knn.neighbours`` most cosine-similar items (columns of
+     the user x item strength matrix); a user's score for an item is the sum of its
+     similarities to the user's items.
+   - SAR: each item's ``sar.neighbours`` most similar items by Jaccard (or lift) of
+     their co-occurrence counts (users who touched both); a user's score is the sum
+     of affinity x similarity over the user's items, the affinity being the
+     interaction strength decayed with ``sar.half_life_days``.
+
+   Both score through user-items x item-neighbours joins (common.neighbours finds the
+   neighbours exactly without a pair table), so no list joins users with the catalogue.
 3. Relevant items are test-period purchases the user had not touched in
    training: already-seen items are excluded from every list and from scoring.
-4. Publish: ALS refitted on everything up to the as-of day with the chosen
-   hyperparameters (model saved under common.artifacts.model_dir); every customer
-   gets ``top_n`` items, from ALS where it knows them (reason ``model``) and from
-   the popularity list for the rest and for short lists (reason ``fallback``).
+4. Publish: the winner refitted on everything up to the as-of day (ALS model, or the
+   item-kNN/SAR neighbour table, saved under common.artifacts.model_dir); every
+   customer gets ``top_n`` items, from the winner where it knows them (reason
+   ``model``) and from the popularity list for the rest and for short lists (reason
+   ``fallback``).
    ``recommendForAllUsers`` asks ALS for ``top_n`` plus the user's seen-item
    margin (capped), and fallbacks come from one bounded popular list, so nothing
    joins every user with every item.
 5. ``gold.similar_items``: each item's ``similar_items`` nearest neighbours by
    cosine of the ALS item factors with a positive similarity, exact, from
    common.neighbours (blocked matrix products on the executors: no pair table, no
-   shuffle); ties go to the smaller item id. Items ALS has not seen get their
+   shuffle); ties go to the smaller item id, whichever candidate won (ALS is fitted
+   for it when ``similar_items`` is set). Items ALS has not seen get their
    category's most popular items (reason ``fallback``, similarity 0).
    ``similar_items: 0`` skips the table. Items x rank x 8 bytes of factors above
    ``similar_max_mb`` fail before anything is fitted, naming the counts.
@@ -46,7 +62,7 @@ from common.config import RecommendConfig, ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
 from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
-from common.neighbours import check_dense_size, dense_top_k
+from common.neighbours import check_dense_size, dense_top_k, sparse_top_k
 from common.paths import is_local
 from common.runlog import JobResult, new_run_id
 from common.tables import (
@@ -62,7 +78,16 @@ from common.tables import (
 log = logging.getLogger(__name__)
 
 MODEL, FALLBACK = "model", "fallback"
-METHODS = ("als", "most_popular", "category_popular")
+ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR = (
+    "als",
+    "item_knn",
+    "sar",
+    "most_popular",
+    "category_popular",
+)
+# Test-table order; category_popular is a baseline only, never published.
+METHODS = (ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR)
+NEIGHBOUR = "neighbour_id"
 # Extra candidates asked of ALS to survive the seen-item exclusion, at most this many.
 MAX_SEEN_MARGIN = 200
 NO_CATEGORY = "(none)"
@@ -132,6 +157,13 @@ def als_candidates(model: ALSModel, ids: IdMap, train: DataFrame, users: DataFra
     )
 
 
+def catalogue_size(products: DataFrame, raw: DataFrame, as_of: date) -> int:
+    """Items a list could hold: the product table's and every item touched up to ``as_of``,
+    so a lake without a product table still has a catalogue for coverage@k."""
+    touched = raw.where(on_or_before("ts", as_of)).select("item_id")
+    return products.select("item_id").unionByName(touched).distinct().count()
+
+
 def popularity(train: DataFrame) -> DataFrame:
     """``item_id, popularity``: distinct users who interacted with the item."""
     return train.groupBy("item_id").agg(F.countDistinct("user_key").cast("double").alias("popularity"))
@@ -181,6 +213,98 @@ def category_popular_candidates(
     )
 
 
+def knn_neighbours(train: DataFrame, k: int) -> DataFrame:
+    """``item_id, neighbour_id, similarity``: each item's ``k`` most cosine-similar items,
+    the items being columns of the user x item strength matrix."""
+    return sparse_top_k(train, k, "user_key", "item_id", "strength", NEIGHBOUR).drop("rank")
+
+
+def sar_neighbours(train: DataFrame, k: int, similarity: str) -> DataFrame:
+    """``item_id, neighbour_id, similarity``: each item's ``k`` best by ``jaccard`` or ``lift``
+    of the co-occurrence counts (users who touched both items)."""
+    return sparse_top_k(train, k, "user_key", "item_id", "strength", NEIGHBOUR, similarity=similarity).drop("rank")
+
+
+def sar_affinity(raw: DataFrame, train: DataFrame, until: date, half_life_days: float | None) -> DataFrame:
+    """``user_key, item_id, weight``: the training pairs' strength up to ``until``, each touch
+    decayed by ``half_life_days`` (SAR's time-aware user affinity)."""
+    decayed = aggregate(raw, until, half_life_days)
+    return decayed.join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_semi").select(
+        "user_key", "item_id", F.col("strength").alias("weight")
+    )
+
+
+def neighbour_candidates(
+    weights: DataFrame, neighbours: DataFrame, seen: DataFrame, users: DataFrame | None = None
+) -> DataFrame:
+    """``user_key, item_id, score``: sum over the user's items ``i`` of weight(user, i) x
+    similarity(i, item), for the neighbours of the user's items that the user has not seen.
+
+    Rows scale with the users' items x neighbours per item, never users x catalogue."""
+    if users is not None:
+        weights = weights.join(users.select("user_key"), "user_key", "left_semi")
+    return (
+        weights.join(neighbours, "item_id")
+        .groupBy("user_key", F.col(NEIGHBOUR).alias("item_id"))
+        .agg(F.sum(F.col("weight") * F.col("similarity")).alias("score"))
+        .join(seen.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
+    )
+
+
+@dataclass
+class Fitted:
+    """What a candidate learnt from a training side: ALS model and ids, or an item-neighbour table."""
+
+    method: str
+    als: tuple[ALSModel, IdMap] | None = None
+    neighbours: DataFrame | None = None
+
+
+def fit_candidate(method: str, train: DataFrame, rc: RecommendConfig, params: AlsParams | None = None) -> Fitted:
+    """Fit ``method`` on ``train``; the neighbour tables are persisted (callers unpersist via release)."""
+    if method == ALS_METHOD:
+        assert params is not None
+        return Fitted(method, als=fit_als(train, params, rc.seed))
+    if method == ITEM_KNN:
+        return Fitted(method, neighbours=knn_neighbours(train, rc.knn.neighbours).persist())
+    if method == SAR:
+        return Fitted(method, neighbours=sar_neighbours(train, rc.sar.neighbours, rc.sar.similarity).persist())
+    return Fitted(method)
+
+
+def release(fitted: Fitted) -> None:
+    if fitted.neighbours is not None:
+        fitted.neighbours.unpersist()
+
+
+def model_candidates(
+    fitted: Fitted,
+    train: DataFrame,
+    raw: DataFrame,
+    until: date,
+    rc: RecommendConfig,
+    users: DataFrame | None,
+    n: int,
+    products: DataFrame | None = None,
+) -> DataFrame:
+    """``user_key, item_id, score`` of the fitted candidate for ``users`` (None: everyone in
+    ``train``), seen items excluded; empty for most-popular (the fallback list is its list)."""
+    if fitted.method == ALS_METHOD:
+        assert fitted.als is not None
+        return als_candidates(*fitted.als, train, users, n)
+    if fitted.method == ITEM_KNN:
+        # Unweighted: a user's score is the sum of similarities to the items they touched.
+        weights = train.select("user_key", "item_id", F.lit(1.0).alias("weight"))
+        return neighbour_candidates(weights, fitted.neighbours, train, users)
+    if fitted.method == SAR:
+        weights = sar_affinity(raw, train, until, rc.sar.half_life_days)
+        return neighbour_candidates(weights, fitted.neighbours, train, users)
+    if fitted.method == CATEGORY_POPULAR:
+        assert products is not None and users is not None
+        return category_popular_candidates(train, products, users, n, rc.preferred_categories)
+    return train.select("user_key", "item_id", F.lit(0.0).alias("score")).limit(0)
+
+
 def top_n_with_fallback(primary: DataFrame, fallback: DataFrame, n: int) -> DataFrame:
     """``user_key, rank, item_id, score, reason``: the primary list first, topped up
     from the fallback list (items not already in it) to ``n`` per user."""
@@ -208,6 +332,7 @@ class Split:
     train: DataFrame  # aggregated interactions: user_key, item_id, strength, purchases, last_ts
     relevant: DataFrame  # user_key, item_id bought in the held-out part, unseen in train
     description: dict[str, Any]
+    until: date  # the training side's last day (SAR's affinity decays towards its end)
 
 
 def time_split(raw: DataFrame, cutoff: date, end: date, half_life: float | None) -> Split:
@@ -215,10 +340,11 @@ def time_split(raw: DataFrame, cutoff: date, end: date, half_life: float | None)
     relevant = purchases_between(raw, cutoff, end).join(
         train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti"
     )
-    return Split(train, relevant, {"kind": "time", "train_until": cutoff.isoformat(), "test_until": end.isoformat()})
+    description = {"kind": "time", "train_until": cutoff.isoformat(), "test_until": end.isoformat()}
+    return Split(train, relevant, description, cutoff)
 
 
-def random_split(interactions: DataFrame, fraction: float, seed: int) -> Split:
+def random_split(interactions: DataFrame, fraction: float, seed: int, until: date) -> Split:
     """Per user, a seeded ``fraction`` of the bought items is held out (at least one item
     stays in training, so every evaluated user is known to the model)."""
     bought = interactions.where(F.col("purchases") > 0)
@@ -230,28 +356,17 @@ def random_split(interactions: DataFrame, fraction: float, seed: int) -> Split:
         "user_key", "item_id"
     )
     train = interactions.join(held, ["user_key", "item_id"], "left_anti")
-    return Split(train, held, {"kind": "random", "test_fraction": fraction, "seed": seed})
+    return Split(train, held, {"kind": "random", "test_fraction": fraction, "seed": seed}, until)
 
 
 # ---------------------------------------------------------------------------- evaluation
 def rank_lists(
-    method: str,
-    split: Split,
-    products: DataFrame,
-    cfg: RecommendConfig,
-    k: int,
-    model: tuple[ALSModel, IdMap] | None = None,
+    fitted: Fitted, split: Split, raw: DataFrame, products: DataFrame, cfg: RecommendConfig, k: int
 ) -> DataFrame:
-    """Top-k lists of ``method`` for the users with relevant items (popular fallback for all)."""
+    """Top-k lists of the fitted candidate for the users with relevant items (popular fallback for all)."""
     users = split.relevant.select("user_key").distinct()
     fallback = popular_candidates(split.train, users, k)
-    if method == "als":
-        assert model is not None
-        primary = als_candidates(*model, split.train, users, k)
-    elif method == "category_popular":
-        primary = category_popular_candidates(split.train, products, users, k, cfg.preferred_categories)
-    else:
-        primary = fallback.limit(0)
+    primary = model_candidates(fitted, split.train, raw, split.until, cfg, users, k, products)
     return top_n_with_fallback(primary, fallback, k)
 
 
@@ -260,37 +375,61 @@ def evaluate_method(lists: DataFrame, split: Split, k: int, catalogue_size: int)
     return ranking.evaluate(lists, split.relevant, k, catalogue_size, cols)
 
 
-def evaluate_split(
-    split: Split, products: DataFrame, cfg: RecommendConfig, params: AlsParams, catalogue_size: int
+def evaluate_methods(
+    split: Split,
+    raw: DataFrame,
+    products: DataFrame,
+    cfg: RecommendConfig,
+    params: AlsParams,
+    catalogue_size: int,
+    methods: tuple[str, ...] | list[str],
 ) -> dict[str, dict[str, Any]]:
-    """Metrics of ALS (fitted on the split's training side) and both baselines."""
+    """Metrics of each of ``methods`` fitted on the split's training side, in that order."""
     k = cfg.k
-    model = fit_als(split.train, params, cfg.seed)
     out = {}
-    for method in METHODS:
-        lists = rank_lists(method, split, products, cfg, k, model if method == "als" else None).persist()
+    for method in methods:
+        fitted = fit_candidate(method, split.train, cfg, params)
+        lists = rank_lists(fitted, split, raw, products, cfg, k).persist()
         try:
             out[method] = evaluate_method(lists, split, k, catalogue_size)
         finally:
             lists.unpersist()
+            release(fitted)
     return out
 
 
 def choose_params(
-    split: Split, products: DataFrame, cfg: RecommendConfig, catalogue_size: int
+    split: Split, raw: DataFrame, products: DataFrame, cfg: RecommendConfig, catalogue_size: int
 ) -> tuple[AlsParams, list[dict[str, Any]]]:
     """The grid point with the best NDCG@k on the validation split (ties: first in grid order)."""
     candidates = grid(cfg)
     if split.train.limit(1).count() == 0 or split.relevant.limit(1).count() == 0:
         return candidates[0], []
     results = []
+    k = cfg.k
     for params in candidates:
-        model = fit_als(split.train, params, cfg.seed)
-        lists = rank_lists("als", split, products, cfg, cfg.k, model)
-        metrics = evaluate_method(lists, split, cfg.k, catalogue_size)
-        results.append({**params.as_dict(), f"ndcg@{cfg.k}": metrics[f"ndcg@{cfg.k}"], "users": metrics["users"]})
-    best = max(range(len(candidates)), key=lambda i: (results[i][f"ndcg@{cfg.k}"], -i))
+        fitted = fit_candidate(ALS_METHOD, split.train, cfg, params)
+        lists = rank_lists(fitted, split, raw, products, cfg, k)
+        metrics = evaluate_method(lists, split, k, catalogue_size)
+        results.append(
+            {
+                **params.as_dict(),
+                f"ndcg@{k}": metrics[f"ndcg@{k}"],
+                f"precision@{k}": metrics[f"precision@{k}"],
+                "users": metrics["users"],
+            }
+        )
+    best = max(range(len(candidates)), key=lambda i: (results[i][f"ndcg@{k}"], -i))
     return candidates[best], results
+
+
+def choose_candidate(validation: dict[str, dict[str, Any]], order: list[str], k: int) -> str:
+    """The candidate with the best validation NDCG@k (ties: earlier in ``order``); the first
+    candidate when nothing could be validated."""
+    scored = [m for m in order if m in validation]
+    if not scored:
+        return order[0]
+    return max(scored, key=lambda m: (validation[m][f"ndcg@{k}"], -order.index(m)))
 
 
 # ---------------------------------------------------------------------------- similar items
@@ -364,13 +503,14 @@ def run(
     result.inputs = {spec.name: store.version(spec) for spec in inputs if store.exists(spec)}
     events, orders, lines, products, customers = (store.read_or_empty(spec) for spec in inputs)
     raw = raw_interactions(events, orders, lines, rc.event_weights).persist()
-    catalogue_size = products.select("item_id").distinct().count()
+    catalogue = catalogue_size(products, raw, as_of)
     cached: list[DataFrame] = [raw]
     try:
         # Every item touched so far bounds the factor table ALS will publish.
         check_similar_items_size(rc, raw.select("item_id").distinct().count())
-        evaluation = _evaluate(raw, products, rc, as_of, catalogue_size, cached)
+        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached)
         params = AlsParams(**evaluation["chosen_params"])
+        chosen = evaluation["chosen_model"]
         # Publish: everything up to the as-of day.
         interactions = aggregate(raw, as_of, rc.half_life_days).persist()
         cached.append(interactions)
@@ -380,21 +520,30 @@ def run(
         users = registered.unionByName(interactions.select("user_key")).distinct().persist()
         cached.append(users)
         fallback = popular_candidates(interactions, users, rc.top_n)
+        folder = neighbours_dir = None
+        primary = fallback.limit(0)
+        similar = None
         if interactions.limit(1).count():
-            model, ids = fit_als(interactions, params, rc.seed)
-            primary = als_candidates(model, ids, interactions, None, rc.top_n)
-            folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
-            model.write().overwrite().save(f"{folder}/als")
-            ids.save(folder)
-            similar = (
-                similar_items(model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20)
-                if rc.similar_items
-                else None
-            )
-        else:
-            primary = fallback.limit(0)
-            folder = None
-            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of") if rc.similar_items else None
+            if chosen == ALS_METHOD or rc.similar_items:
+                model, ids = fit_als(interactions, params, rc.seed)
+                folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
+                model.write().overwrite().save(f"{folder}/als")
+                ids.save(folder)
+                if chosen == ALS_METHOD:
+                    primary = als_candidates(model, ids, interactions, None, rc.top_n)
+                if rc.similar_items:
+                    similar = similar_items(
+                        model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20
+                    )
+            if chosen in (ITEM_KNN, SAR):
+                fitted = fit_candidate(chosen, interactions, rc)
+                cached.append(fitted.neighbours)
+                # Saved so lists can be rescored from new interactions without refitting.
+                neighbours_dir = artifacts.model_dir(cfg, f"recommend_{chosen}", as_of.isoformat())
+                fitted.neighbours.write.mode("overwrite").parquet(f"{neighbours_dir}/neighbours")
+                primary = model_candidates(fitted, interactions, raw, as_of, rc, None, rc.top_n)
+        elif rc.similar_items:
+            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
         recs = top_n_with_fallback(primary, fallback, rc.top_n).withColumn("score", F.round("score", 6))
         outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
         for spec, df in outputs:
@@ -409,26 +558,34 @@ def run(
         else:
             log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
         reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
-        coverage = ranking.catalogue_coverage(published, catalogue_size, rc.top_n, ranking.Columns(item="item_id"))
+        coverage = ranking.catalogue_coverage(published, catalogue, rc.top_n, ranking.Columns(item="item_id"))
         published_users = published.select("user_key").distinct().count()
     finally:
         for df in cached:
             df.unpersist()
     k = rc.k
     test = evaluation.get("test", {})
-    als_ndcg, pop_ndcg = (test.get(m, {}).get(f"ndcg@{k}") for m in ("als", "most_popular"))
+    chosen_ndcg, pop_ndcg = (test.get(m, {}).get(f"ndcg@{k}") for m in (chosen, MOST_POPULAR))
     result.metrics = {
         "as_of": as_of.isoformat(),
         "split": evaluation["split"],
+        "chosen_model": chosen,
         "chosen_params": evaluation["chosen_params"],
         "validation": evaluation["validation"],
         "test": test,
-        f"ndcg@{k}_relative_gain_vs_most_popular": (als_ndcg / pop_ndcg - 1.0) if als_ndcg and pop_ndcg else None,
+        # After "test": the report's comparison chart draws the first dict of method dicts.
+        "validation_candidates": evaluation["validation_candidates"],
+        # Of the published (chosen) model.
+        f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
+        if chosen_ndcg is not None and pop_ndcg
+        else None,
         "published": {
             "users": published_users,
+            "model": chosen,
             "reasons": dict(sorted(reasons.items())),
             f"coverage@{rc.top_n}": coverage,
             "model_dir": folder,
+            "neighbours_dir": neighbours_dir,
         },
     }
     result.metrics["report"] = write_report(cfg, run_id, result.metrics, k)
@@ -439,7 +596,7 @@ def run(
 def _evaluate(
     raw: DataFrame, products: DataFrame, rc: RecommendConfig, as_of: date, catalogue_size: int, cached: list
 ) -> dict[str, Any]:
-    """Choose hyperparameters on validation, then score ALS and the baselines once on test."""
+    """Choose ALS hyperparameters and then the candidate on validation; score every method once on test."""
     if rc.split == "time":
         cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
         if cutoff >= as_of:
@@ -449,20 +606,38 @@ def _evaluate(
         validation = time_split(raw, val_cutoff, cutoff, rc.half_life_days)
     else:
         everything = aggregate(raw, as_of, rc.half_life_days)
-        test = random_split(everything, rc.test_fraction, rc.seed)
-        validation = random_split(test.train, rc.test_fraction, rc.seed + 1)
+        test = random_split(everything, rc.test_fraction, rc.seed, as_of)
+        validation = random_split(test.train, rc.test_fraction, rc.seed + 1, as_of)
     for split in (test, validation):
         split.train = split.train.persist()
         split.relevant = split.relevant.persist()
         cached.extend([split.train, split.relevant])
-    params, tried = choose_params(validation, products, rc, catalogue_size)
+    k = rc.k
+    candidates = list(dict.fromkeys(rc.candidates))
+    validated = validation.train.limit(1).count() and validation.relevant.limit(1).count()
+    params, tried = grid(rc)[0], []
+    if ALS_METHOD in candidates:
+        params, tried = choose_params(validation, raw, products, rc, catalogue_size)
+    scores: dict[str, dict[str, Any]] = {}
+    if validated:
+        others = [m for m in candidates if m != ALS_METHOD]
+        for method, metrics in evaluate_methods(validation, raw, products, rc, params, catalogue_size, others).items():
+            scores[method] = {n: metrics[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
+        best_als = next((t for t in tried if all(t[n] == v for n, v in params.as_dict().items())), None)
+        if best_als is not None:
+            scores[ALS_METHOD] = {n: best_als[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
+    chosen = choose_candidate(scores, candidates, k)
+    log.info("recommend: chosen on validation NDCG@%d: %s", k, chosen)
     out: dict[str, Any] = {
         "split": {**test.description, "validation": validation.description},
+        "chosen_model": chosen,
         "chosen_params": params.as_dict(),
         "validation": tried or "skipped: no training or validation purchases",
+        "validation_candidates": {m: scores[m] for m in candidates if m in scores},
     }
     if test.train.limit(1).count() and test.relevant.limit(1).count():
-        out["test"] = evaluate_split(test, products, rc, params, catalogue_size)
+        methods = [m for m in METHODS if m in candidates or m in (MOST_POPULAR, CATEGORY_POPULAR)]
+        out["test"] = evaluate_methods(test, raw, products, rc, params, catalogue_size, methods)
     else:
         out["test"] = {}
         log.warning("recommend: no training interactions or test purchases; evaluation skipped")
@@ -487,6 +662,29 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
         "",
         f"As of {metrics['as_of']}; split: `{json.dumps(metrics['split'], sort_keys=True)}`.",
         f"Chosen ALS parameters (validation NDCG@{k}): `{json.dumps(metrics['chosen_params'], sort_keys=True)}`.",
+        f"Published model (best validation NDCG@{k}): **{metrics['chosen_model']}**.",
+        "",
+        "## Candidates",
+        "",
+        *markdown.table(
+            [
+                "candidate",
+                f"validation ndcg@{k}",
+                f"validation precision@{k}",
+                f"test ndcg@{k}",
+                f"test precision@{k}",
+                "chosen",
+            ],
+            [
+                [
+                    method,
+                    *_test_cells(metrics["validation_candidates"].get(method), [f"ndcg@{k}", f"precision@{k}"]),
+                    *_test_cells(metrics["test"].get(method), [f"ndcg@{k}", f"precision@{k}"]),
+                    "yes" if method == metrics["chosen_model"] else "",
+                ]
+                for method in dict.fromkeys([*metrics["validation_candidates"], metrics["chosen_model"]])
+            ],
+        ),
         "",
         "## Test metrics (relevant: purchases of items unseen in training)",
         "",
@@ -510,7 +708,10 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
 
 
 def _summary(metrics: dict[str, Any], k: int) -> str:
-    lines = [f"recommend: as of {metrics['as_of']}, {metrics['published']['users']:,} users"]
+    lines = [
+        f"recommend: as of {metrics['as_of']}, {metrics['published']['users']:,} users, "
+        f"published model {metrics['chosen_model']} (best validation ndcg@{k})"
+    ]
     for method, row in metrics["test"].items():
         lines.append(f"  {method:<17} ndcg@{k} {row[f'ndcg@{k}']:.4f}  precision@{k} {row[f'precision@{k}']:.4f}")
     lines.append(f"  reasons: {metrics['published']['reasons']}  report: {metrics['report']}")

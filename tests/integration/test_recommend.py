@@ -19,6 +19,8 @@ from tests.conftest import TEST_SECRET, make_config
 
 # Two grid points keep the test quick; the job's default grid is larger.
 SMALL_GRID = ["recommend.grid.rank=[16]", "recommend.grid.reg_param=[0.3]", "recommend.grid.alpha=[5.0, 20.0]"]
+CANDIDATES = {"als", "item_knn", "sar", "most_popular"}
+TESTED = CANDIDATES | {"category_popular"}
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +58,30 @@ def test_planted_co_purchase_pairs_lead_the_rules(spark, shop):
 def test_als_beats_most_popular_on_held_out_purchases(recommended):
     _, result = recommended
     test = result.metrics["test"]
-    assert set(test) == {"als", "most_popular", "category_popular"}
-    assert test["als"]["users"] == test["most_popular"]["users"] > 50
+    assert set(test) == TESTED
+    assert len({row["users"] for row in test.values()}) == 1 and test["als"]["users"] > 50
     assert test["als"]["ndcg@10"] > test["most_popular"]["ndcg@10"]
     # Hyperparameters came from the validation split, carved from training only.
     split = result.metrics["split"]
     assert split["validation"]["test_until"] == split["train_until"]
     assert len(result.metrics["validation"]) == 2
+
+
+def test_the_best_validation_candidate_publishes_and_beats_most_popular(recommended):
+    """Issue #19: every candidate is scored on validation, the best NDCG@10 publishes, and on
+    this shop the published model keeps ALS's >= 1.5x gain over most popular on test."""
+    _, result = recommended
+    metrics = result.metrics
+    validation = metrics["validation_candidates"]
+    assert set(validation) == CANDIDATES
+    best = max(validation, key=lambda m: validation[m]["ndcg@10"])
+    assert metrics["chosen_model"] == best == metrics["published"]["model"]
+    # ALS's validation figure is its chosen grid point's.
+    assert validation["als"]["ndcg@10"] == max(t["ndcg@10"] for t in metrics["validation"])
+    test = metrics["test"]
+    assert test[best]["ndcg@10"] >= 1.5 * test["most_popular"]["ndcg@10"]
+    gain = metrics["ndcg@10_relative_gain_vs_most_popular"]
+    assert gain == pytest.approx(test[best]["ndcg@10"] / test["most_popular"]["ndcg@10"] - 1)
 
 
 def test_als_gains_at_least_half_over_most_popular(recommended):
@@ -137,11 +156,16 @@ def test_similar_items_are_the_exact_cosine_top_k_of_the_saved_factors(spark, re
     assert all({r["reason"] for r in lst} == {"fallback"} and len(lst) <= k for lst in cold.values())
 
 
-def test_report_shows_three_methods_side_by_side(recommended):
+def test_report_shows_every_method_side_by_side(recommended):
     _, result = recommended
     text = open(result.metrics["report"], encoding="utf-8").read()
-    for method in ("als", "most_popular", "category_popular"):
+    for method in TESTED:
         assert re.search(rf"^\| {method} \| 0\.\d{{4}} \|", text, re.M), method
+    # The candidates table: validation and test NDCG/precision, the winner marked.
+    chosen = result.metrics["chosen_model"]
+    for method in CANDIDATES:
+        mark = "yes" if method == chosen else ""
+        assert re.search(rf"^\| {method} \| (0\.\d{{4}} \| ){{4}}{mark} *\|$", text, re.M), method
     assert "reasons: fallback" in text
 
 
@@ -162,10 +186,12 @@ def online_retail(spark, shared_data, tmp_path_factory, secret):
     return cfg, run_job(spark, cfg, "recommend")
 
 
-def test_online_retail_report_has_real_numbers_for_all_three_methods(online_retail):
+def test_online_retail_report_has_real_numbers_for_every_candidate(online_retail):
     _, result = online_retail
     test = result.metrics["test"]
-    assert set(test) == {"als", "most_popular", "category_popular"}
+    assert set(test) == TESTED
+    assert set(result.metrics["validation_candidates"]) == CANDIDATES
+    assert result.metrics["chosen_model"] in CANDIDATES
     for row in test.values():
         assert row["users"] > 10
         assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["precision@10"] <= 1.0

@@ -28,6 +28,9 @@ def test_cluster_env_leaves_master_to_the_launcher():
         ("generate.users=many", "generate.users"),
         ("lake.backend=hdfs", "lake.backend"),
         ("nosuch=1", "nosuch"),
+        ("recommend.knn.neighbors=50", "recommend.knn.neighbors: unknown key"),
+        ("recommend.sar.similarity=cosine", "recommend.sar.similarity"),
+        ("recommend.candidates=[als, bpr]", "recommend.candidates.1"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):

@@ -1,0 +1,136 @@
+"""jobs.recommend pieces on tiny DataFrames with hand-computed answers: the catalogue
+behind coverage@k, and the item-kNN and SAR candidates (similarities and user scores)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+from common.config import ItemKnnConfig, RecommendConfig, SarConfig
+from common.interactions import aggregate
+from common.neighbours import sparse_top_k
+from jobs.recommend import (
+    catalogue_size,
+    fit_candidate,
+    knn_neighbours,
+    model_candidates,
+    sar_affinity,
+    sar_neighbours,
+)
+
+RAW = "user_key string, item_id string, kind string, ts timestamp, weight double, quantity int"
+
+
+def test_catalogue_is_the_touched_items_when_there_is_no_product_table(spark):
+    raw = spark.createDataFrame(
+        [
+            ("u1", "a", "view", datetime(2024, 1, 1), 1.0, 0),
+            ("u2", "b", "purchase", datetime(2024, 1, 2, 23, 59), 5.0, 1),
+            ("u2", "a", "purchase", datetime(2024, 1, 2), 5.0, 1),
+            ("u3", "c", "view", datetime(2024, 1, 3), 1.0, 0),  # after the as-of day
+        ],
+        RAW,
+    )
+    no_products = spark.createDataFrame([], "item_id string")
+    assert catalogue_size(no_products, raw, date(2024, 1, 2)) == 2
+    # A product table adds its untouched items; touched items it lacks still count.
+    products = spark.createDataFrame([("a",), ("x",)], "item_id string")
+    assert catalogue_size(products, raw, date(2024, 1, 2)) == 3
+
+
+# ---------------------------------------------------------------------------- item-kNN and SAR
+# Strengths of the tiny user x item matrix (rows users, columns items):
+#        a  b  c
+#   u1   1  2  .
+#   u2   1  1  2
+#   u3   .  .  1
+# Item columns a = (1,1,0), b = (2,1,0), c = (0,2,1):
+#   cos(a,b) = 3/sqrt(10) = 0.948683, cos(a,c) = 2/sqrt(10) = 0.632456, cos(b,c) = 2/5 = 0.4.
+# Users per item a {u1,u2}, b {u1,u2}, c {u2,u3}; co-occurrences ab 2, ac 1, bc 1:
+#   Jaccard ab 2/(2+2-2) = 1, ac = bc = 1/(2+2-1) = 1/3; lift ab 2/(2x2) = 0.5, ac = bc = 1/4.
+TRAIN = [("u1", "a", 1.0), ("u1", "b", 2.0), ("u2", "a", 1.0), ("u2", "b", 1.0), ("u2", "c", 2.0), ("u3", "c", 1.0)]
+COS_AB, COS_AC = 3 / math.sqrt(10), 2 / math.sqrt(10)
+
+
+def train_df(spark, rows=TRAIN):
+    return spark.createDataFrame(rows, "user_key string, item_id string, strength double")
+
+
+def table(df, key: str, value: str) -> dict:
+    """``{(item or user, other item): value}`` rounded to 6 decimals."""
+    return {(r[0], r[1]): round(r[2], 6) for r in df.select(*key.split(","), value).collect()}
+
+
+def test_item_knn_neighbours_are_the_cosines_of_the_item_columns(spark):
+    got = table(knn_neighbours(train_df(spark), 2), "item_id,neighbour_id", "similarity")
+    want = {("a", "b"): COS_AB, ("a", "c"): COS_AC, ("b", "a"): COS_AB, ("b", "c"): 0.4}
+    want |= {("c", "a"): COS_AC, ("c", "b"): 0.4}
+    assert got == {key: round(v, 6) for key, v in want.items()}
+    # K = 1 keeps each item's single best neighbour.
+    assert table(knn_neighbours(train_df(spark), 1), "item_id,neighbour_id", "similarity") == {
+        ("a", "b"): round(COS_AB, 6),
+        ("b", "a"): round(COS_AB, 6),
+        ("c", "a"): round(COS_AC, 6),
+    }
+
+
+def test_item_knn_scores_sum_the_similarities_to_the_users_items(spark):
+    rc = RecommendConfig(knn=ItemKnnConfig(neighbours=2))
+    train = train_df(spark)
+    fitted = fit_candidate("item_knn", train, rc)
+    scores = model_candidates(fitted, train, train.limit(0), date(2024, 1, 1), rc, None, 10)
+    # u1 touched a and b: c scores cos(a,c) + cos(b,c); u2 has seen everything.
+    assert table(scores, "user_key,item_id", "score") == {
+        ("u1", "c"): round(COS_AC + 0.4, 6),
+        ("u3", "a"): round(COS_AC, 6),
+        ("u3", "b"): 0.4,
+    }
+    # Scoring a subset of users scores only them.
+    only = model_candidates(
+        fitted, train, train.limit(0), date(2024, 1, 1), rc, spark.createDataFrame([("u3",)], "user_key string"), 10
+    )
+    assert sorted(r["item_id"] for r in only.collect()) == ["a", "b"]
+
+
+def test_sar_similarities_are_jaccard_or_lift_of_co_occurrence_counts(spark):
+    jaccard = table(sar_neighbours(train_df(spark), 2, "jaccard"), "item_id,neighbour_id", "similarity")
+    third = round(1 / 3, 6)
+    assert jaccard == {("a", "b"): 1.0, ("a", "c"): third, ("b", "a"): 1.0, ("b", "c"): third,
+                       ("c", "a"): third, ("c", "b"): third}  # fmt: skip
+    lift = table(sar_neighbours(train_df(spark), 2, "lift"), "item_id,neighbour_id", "similarity")
+    assert lift == {("a", "b"): 0.5, ("a", "c"): 0.25, ("b", "a"): 0.5, ("b", "c"): 0.25,
+                    ("c", "a"): 0.25, ("c", "b"): 0.25}  # fmt: skip
+    # A tie (c's two neighbours at 1/3) goes to the smaller id.
+    ranked = sparse_top_k(train_df(spark), 1, "user_key", "item_id", "strength", "n", similarity="jaccard")
+    assert {(r["item_id"], r["n"]) for r in ranked.collect()} == {("a", "b"), ("b", "a"), ("c", "a")}
+
+
+def test_sar_scores_weigh_similarities_by_time_decayed_affinity(spark):
+    """Half-life 1 day, training up to 2024-01-10 (its end: 2024-01-11 00:00). u1 bought a
+    one day before the end (5 x 0.5 = 2.5) and viewed b two days before (1 x 0.25); u3 added
+    c to a favourite one day before (2 x 0.5 = 1). c scores 2.5/3 + 0.25/3 for u1."""
+    raw = spark.createDataFrame(
+        [
+            ("u1", "a", "purchase", datetime(2024, 1, 10), 5.0, 1),
+            ("u1", "b", "view", datetime(2024, 1, 9), 1.0, 0),
+            ("u2", "a", "view", datetime(2024, 1, 10), 1.0, 0),
+            ("u2", "b", "view", datetime(2024, 1, 10), 1.0, 0),
+            ("u2", "c", "view", datetime(2024, 1, 10), 1.0, 0),
+            ("u3", "c", "favourite", datetime(2024, 1, 10), 2.0, 0),
+            ("u3", "a", "view", datetime(2024, 1, 12), 1.0, 0),  # after training: neither seen nor weighed
+        ],
+        RAW,
+    )
+    until = date(2024, 1, 10)
+    train = aggregate(raw, until)
+    affinity = table(sar_affinity(raw, train, until, 1.0), "user_key,item_id", "weight")
+    assert affinity[("u1", "a")] == 2.5 and affinity[("u1", "b")] == 0.25 and affinity[("u3", "c")] == 1.0
+    rc = RecommendConfig(sar=SarConfig(similarity="jaccard", neighbours=2, half_life_days=1.0))
+    fitted = fit_candidate("sar", train, rc)
+    scores = model_candidates(fitted, train, raw, until, rc, None, 10)
+    third = 1 / 3
+    assert table(scores, "user_key,item_id", "score") == {
+        ("u1", "c"): round(2.75 * third, 6),
+        ("u3", "a"): round(third, 6),
+        ("u3", "b"): round(third, 6),
+    }
