@@ -19,6 +19,28 @@ import numpy as np
 from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
+
+# scipy.stats' functions returning Python floats: numpy.float64 results would reach
+# Spark rows, whose DoubleType refuses them.
+def norm_cdf(x: float) -> float:
+    return float(norm.cdf(x))
+
+
+def norm_sf(x: float) -> float:
+    return float(norm.sf(x))
+
+
+def norm_ppf(p: float) -> float:
+    return float(norm.ppf(p))
+
+
+def t_sf(t: float, df: float) -> float:
+    return float(student_t.sf(t, df))
+
+
+def t_ppf(p: float, df: float) -> float:
+    return float(student_t.ppf(p, df))
+
 # ----------------------------------------------------------------------------- tests
 
 
@@ -80,9 +102,9 @@ def two_proportion_ztest(
     pooled = (x_t + x_c) / (n_t + n_c)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
     z = diff / se0 if se0 > 0 else 0.0
-    p_value = 2 * norm.sf(abs(z)) if se0 > 0 else 1.0
+    p_value = 2 * norm_sf(abs(z)) if se0 > 0 else 1.0
     if interval == "wald":
-        half = norm.ppf(1 - alpha / 2) * math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
+        half = norm_ppf(1 - alpha / 2) * math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
         low, high = diff - half, diff + half
     elif interval == "newcombe":
         l_t, u_t = wilson_interval(x_t, n_t, alpha)
@@ -110,8 +132,8 @@ def welch_ttest_from_stats(
                           1.0 if diff == 0 else 0.0, math.inf)  # fmt: skip
     df = (a + b) ** 2 / (a * a / (n_t - 1) + b * b / (n_c - 1))
     t = diff / se
-    p_value = min(1.0, 2 * student_t.sf(abs(t), df))
-    half = student_t.ppf(1 - alpha / 2, df) * se
+    p_value = min(1.0, 2 * t_sf(abs(t), df))
+    half = t_ppf(1 - alpha / 2, df) * se
     return Comparison(mean_t, mean_c, diff, diff - half, diff + half, t, p_value, df)
 
 
@@ -174,7 +196,7 @@ def relative_uplift(x_t: int, n_t: int, x_c: int, n_c: int, alpha: float = 0.05)
         return Uplift(None, None, None)
     rr = (x_t / n_t) / (x_c / n_c)
     se = math.sqrt(1 / x_t - 1 / n_t + 1 / x_c - 1 / n_c)
-    z = norm.ppf(1 - alpha / 2)
+    z = norm_ppf(1 - alpha / 2)
     return Uplift(rr - 1, rr * math.exp(-z * se) - 1, rr * math.exp(z * se) - 1)
 
 
@@ -190,7 +212,7 @@ def mde_two_proportions(p_base: float, n_t: int, n_c: int, alpha: float = 0.05, 
         raise ValueError(f"baseline rate must be in (0, 1), got {p_base}")
     if n_t <= 0 or n_c <= 0:
         raise ValueError(f"group sizes must be positive, got {n_t} and {n_c}")
-    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    z = norm_ppf(1 - alpha / 2) + norm_ppf(power)
 
     def gap(d: float) -> float:
         p_t = p_base + d
@@ -209,7 +231,7 @@ def mde_two_means(sd: float, n_t: int, n_c: int, alpha: float = 0.05, power: flo
     """Smallest absolute difference in means detectable with the given standard deviation and sizes."""
     if n_t <= 0 or n_c <= 0:
         raise ValueError(f"group sizes must be positive, got {n_t} and {n_c}")
-    return (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd * math.sqrt(1 / n_t + 1 / n_c)
+    return (norm_ppf(1 - alpha / 2) + norm_ppf(power)) * sd * math.sqrt(1 / n_t + 1 / n_c)
 
 
 def sample_size_two_proportions(
@@ -226,7 +248,7 @@ def sample_size_two_proportions(
     if p_c == p_t:
         raise ValueError("rates are equal: no sample size detects a zero difference")
     p_bar = (p_c + ratio * p_t) / (1 + ratio)
-    z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)
+    z_a, z_b = norm_ppf(1 - alpha / 2), norm_ppf(power)
     null_sd = math.sqrt(p_bar * (1 - p_bar) * (1 + 1 / ratio))
     alt_sd = math.sqrt(p_c * (1 - p_c) + p_t * (1 - p_t) / ratio)
     n_c = (z_a * null_sd + z_b * alt_sd) ** 2 / (p_t - p_c) ** 2
@@ -240,7 +262,7 @@ def power_two_proportions(p_c: float, p_t: float, n_t: int, n_c: int, alpha: flo
     se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
     if se == 0:
         return 1.0 if p_t != p_c else alpha
-    return norm.cdf(abs(p_t - p_c) / se - norm.ppf(1 - alpha / 2))
+    return norm_cdf(abs(p_t - p_c) / se - norm_ppf(1 - alpha / 2))
 
 
 def underpowered_warning(

@@ -141,3 +141,12 @@ def test_underpowered_warning():
     assert warn is not None and warn.startswith("underpowered: power 0.0")
     assert stats.underpowered_warning(0.04, 20_000, 20_000, 0.2) is None
     assert "baseline" in stats.underpowered_warning(0.0, 100, 100, 0.2)
+
+
+def test_results_are_python_floats_for_spark_rows():
+    # Spark's DoubleType refuses numpy.float64, which scipy.stats returns.
+    r = stats.two_proportion_ztest(45, 300, 30, 300)
+    w = stats.welch_ttest([1.0, 2.0, 4.0], [0.5, 0.7, 0.2])
+    values = [r.p_value, r.ci_low, w.p_value, w.ci_high, stats.power_two_proportions(0.1, 0.15, 500, 500),
+              stats.mde_two_proportions(0.1, 500, 500), *stats.wilson_interval(5, 20)]  # fmt: skip
+    assert [type(v) for v in values] == [float] * len(values)
