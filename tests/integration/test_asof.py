@@ -14,7 +14,7 @@ from tests.conftest import make_config
 
 # A gold table of the test's own, so jobs extending their schemas cannot break it.
 PROBE = gold("asof_probe", "test table", ("user_key", T.StringType(), False), ("as_of", T.DateType(), False),
-             ("clv", T.DoubleType()), keys=("user_key", "as_of"))  # fmt: skip
+             ("clv", T.DoubleType()), keys=("user_key", "as_of"), written_by="probe")  # fmt: skip
 
 
 def test_publishing_a_date_replaces_only_that_date(spark, store):
