@@ -41,6 +41,7 @@ def t_sf(t: float, df: float) -> float:
 def t_ppf(p: float, df: float) -> float:
     return float(student_t.ppf(p, df))
 
+
 # ----------------------------------------------------------------------------- tests
 
 
