@@ -437,6 +437,27 @@ class SarConfig(StrictModel):
     )
 
 
+ContentFeature = Literal["name", "category", "brand", "price_band"]
+
+
+class ContentConfig(StrictModel):
+    """Content-based item vectors from silver products, for items without interactions."""
+
+    enabled: bool = Field(
+        True, description="Content neighbours for items the collaborative model has not seen (reason content)."
+    )
+    features: list[ContentFeature] = Field(
+        default_factory=lambda: ["name", "category", "brand", "price_band"],
+        min_length=1,
+        description="Product attributes in the vector: name tokens (TF-IDF), category levels, brand, price band.",
+    )
+    num_features: int = Field(
+        4096, gt=0, description="Hashing buckets of the name and attribute tokens (HashingTF numFeatures)."
+    )
+    price_bands: int = Field(5, gt=0, description="Price bands: quantiles of price within the top-level category.")
+    neighbours: int = Field(10, gt=0, description="Content neighbours per item; also the cold-start list length.")
+
+
 class RecommendConfig(StrictModel):
     """Recommendations (jobs/recommend.py): candidates chosen by validation NDCG@k."""
 
@@ -447,6 +468,7 @@ class RecommendConfig(StrictModel):
     )
     knn: ItemKnnConfig = Field(default_factory=ItemKnnConfig)
     sar: SarConfig = Field(default_factory=SarConfig)
+    content: ContentConfig = Field(default_factory=ContentConfig)
 
     top_n: int = Field(10, gt=0, description="Recommendations published per customer.")
     k: int = Field(10, gt=0, description="Cut-off of the ranking metrics (@k).")

@@ -31,6 +31,9 @@ def test_cluster_env_leaves_master_to_the_launcher():
         ("recommend.knn.neighbors=50", "recommend.knn.neighbors: unknown key"),
         ("recommend.sar.similarity=cosine", "recommend.sar.similarity"),
         ("recommend.candidates=[als, bpr]", "recommend.candidates.1"),
+        ("recommend.content.neighbors=5", "recommend.content.neighbors: unknown key"),
+        ("recommend.content.features=[name, colour]", "recommend.content.features.1"),
+        ("recommend.content.num_features=0", "recommend.content.num_features"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):
