@@ -21,7 +21,10 @@ import pytest
 
 from common.content import content_neighbours, content_scores, item_vectors
 
-SCHEMA = "item_id string, product_name string, category_l1 string, category_l2 string, category_l3 string, brand string, price decimal(18,2)"
+SCHEMA = (
+    "item_id string, product_name string, category_l1 string, category_l2 string, category_l3 string,"
+    " brand string, price decimal(18,2)"
+)
 ROWS = [
     ("p1", "red shirt", "A", "X", "Y", "Acme", Decimal("10.00")),
     ("p2", "red hat", "A", "X", "Z", "Acme", Decimal("10.00")),
