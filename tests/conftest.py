@@ -133,8 +133,8 @@ class SilverLake:
 
 @pytest.fixture(scope="session")
 def silver_lake(spark, tmp_path_factory):
-    """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=, segment_style=)``: a silver
-    lake built once per parameter set per session, so gold-layer tests share the costly part."""
+    """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=, segment_style=, new_products=)``:
+    a silver lake built once per parameter set per session, so gold-layer tests share the costly part."""
     from jobs.generate import generate
     from jobs.registry import run_job
 
@@ -149,8 +149,9 @@ def silver_lake(spark, tmp_path_factory):
         start_date: date = date(2024, 1, 1),
         attrition: float = 0.0,
         segment_style: str = "overlapping",
+        new_products: float = 0.0,
     ) -> SilverLake:
-        key = (users, days, seed, start_date, attrition, segment_style)
+        key = (users, days, seed, start_date, attrition, segment_style, new_products)
         if key not in built:
             root = tmp_path_factory.mktemp(f"silver_{users}u_{days}d_{seed}")
             manifest = generate(
@@ -161,6 +162,7 @@ def silver_lake(spark, tmp_path_factory):
                 start_date=start_date,
                 attrition=attrition,
                 segment_style=segment_style,
+                new_products=new_products,
             )
             cfg = make_config(root)
             run_job(spark, cfg, "ingest")

@@ -128,6 +128,7 @@ class EventBuilder(SessionBuilder):
         extra_lines = np.array([s.extra_lines for s in self.segments])
         self.user_json = [json.dumps(c) for c in self.customer_ids[: self.P]]
         for d in range(self.days):
+            self.today = d
             s = self.sessions_for_day(d)
             ev = self._day_events(s, erng, type_cdf, mean_events, extra_lines)
             if carry is not None:

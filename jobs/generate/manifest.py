@@ -40,6 +40,8 @@ class ManifestBuilder:
     attrition: float
     segment_style: str
     products: int | None
+    new_products: float
+    launch_day: np.ndarray | None
     duplicates: str
 
     def manifest(self) -> dict[str, Any]:
@@ -63,6 +65,8 @@ class ManifestBuilder:
             "customer_duplicates": self.dup_pairs,
             # Only for duplicates="varied": what differs in each pair (same order as the pairs).
             **({"customer_duplicate_variations": self.dup_kinds} if self.duplicates == "varied" else {}),
+            # Only for new_products > 0: the held-back products and their launch dates.
+            **({"new_products": self._launches()} if self.new_products else {}),
             "segments": {
                 s.name: sorted(self.customer_ids[i] for i in np.flatnonzero(self.seg == k).tolist())
                 for k, s in enumerate(self.segments)
@@ -88,6 +92,13 @@ class ManifestBuilder:
         }
         return manifest
 
+    def _launches(self) -> list[dict[str, Any]]:
+        return [
+            {"product_id": self.product_ids[i], "launch_date": (self.start + timedelta(days=int(d))).isoformat()}
+            for i, d in enumerate(self.launch_day.tolist())
+            if d > 0
+        ]
+
     def _params(self) -> dict[str, Any]:
         return {
             "users": self.P,
@@ -99,6 +110,7 @@ class ManifestBuilder:
             # Only when asked for, so the default manifest stays byte-identical to older ones.
             **({"products": self.products} if self.products is not None else {}),
             **({"duplicates": self.duplicates} if self.duplicates != "same_phone" else {}),
+            **({"new_products": self.new_products} if self.new_products else {}),
         }
 
     def _counts(self) -> dict[str, Any]:

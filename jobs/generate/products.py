@@ -48,6 +48,9 @@ class CatalogueBuilder:
 
     P: int
     products: int | None
+    new_products: float
+    today: int
+    days: int
     rng: dict[str, np.random.Generator]
     base_ts: np.datetime64
     end_s: int
@@ -163,6 +166,48 @@ class CatalogueBuilder:
             members = np.flatnonzero(self.p_taste == k)
             self.cdf_taste.append((members, cdf(self.pop[members] ** TASTE_POP_EXPONENT)))
 
+    def build_launches(self, window_days: int) -> None:
+        """Products held back until a launch day (``new_products`` share; none by default).
+
+        Planted pairs and awkward names are never held. Each held product has a stand-in
+        for the days before its launch: the most popular launched product of its brand and
+        top-level category, else of its third-level category, else of its top-level category.
+        Drawn from their own stream, and nothing is drawn when the share is 0."""
+        n = self.n_products
+        self.launch_day = None
+        if not self.new_products:
+            return
+        rng = self.rng["launches"]
+        keep = {i for pair in self.pairs for i in pair} | {
+            self.product_ids.index(p) for p in self.special_products.values()
+        }
+        eligible = np.array([i for i in range(n) if i not in keep])
+        held = np.sort(rng.choice(eligible, int(round(self.new_products * n)), replace=False))
+        first = max(self.days - window_days, 1)
+        launch = np.zeros(n, dtype=np.int64)
+        launch[held] = first + rng.integers(0, max((self.days - first) // 2, 1), len(held))
+        brands = np.array(self.brands)
+        launched = launch == 0
+        standin = np.arange(n)
+        for p in held.tolist():
+            for same in (
+                (brands == brands[p]) & (self.p_l1 == self.p_l1[p]),
+                self.p_cat == self.p_cat[p],
+                self.p_l1 == self.p_l1[p],
+            ):
+                pool = np.flatnonzero(same & launched)
+                if len(pool):
+                    standin[p] = pool[np.argmax(self.pop[pool])]
+                    break
+        self.launch_day = launch
+        self.launch_standin = standin
+
+    def _launched(self, products: np.ndarray) -> np.ndarray:
+        """``products`` with every one not launched by ``self.today`` replaced by its stand-in."""
+        if self.launch_day is None:
+            return products
+        return np.where(self.launch_day[products] > self.today, self.launch_standin[products], products)
+
     def draw_products(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
         """One product per entry of ``users`` (-1 = anonymous) from their tastes and price bias.
 
@@ -188,7 +233,7 @@ class CatalogueBuilder:
         bias = np.where(known, self.price_bias[safe], 0)
         cheaper = np.where(self.price[first] <= self.price[second], first, second)
         dearer = np.where(self.price[first] > self.price[second], first, second)
-        return np.where(bias < 0, cheaper, np.where(bias > 0, dearer, first))
+        return self._launched(np.where(bias < 0, cheaper, np.where(bias > 0, dearer, first)))
 
     def _draw_in(
         self, rng: np.random.Generator, group: np.ndarray, tables: list[tuple[np.ndarray, np.ndarray]]

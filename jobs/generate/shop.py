@@ -47,10 +47,24 @@ STREAMS = (
     "tastes",
     "attrition",
     "duplicates",
+    "launches",
 )
+# Held-back products launch on a day drawn from the first half of the window's last
+# NEW_PRODUCT_DAYS days, so they sell for a week or more inside a 14-day test period.
+NEW_PRODUCT_DAYS = 14
 
 
-def _check(users: int, days: int, attrition: float, segment_style: str, products: int | None, duplicates: str) -> None:
+def _check(
+    users: int,
+    days: int,
+    attrition: float,
+    segment_style: str,
+    products: int | None,
+    duplicates: str,
+    new_products: float = 0.0,
+) -> None:
+    if not 0.0 <= new_products <= 0.5:
+        raise ValueError(f"new_products must be a share between 0 and 0.5 of the catalogue, got {new_products}")
     if duplicates not in DUPLICATE_STYLES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_STYLES}, got {duplicates!r}")
     if users <= 0 or days <= 0:
@@ -86,8 +100,11 @@ class ShopGenerator(
         segment_style: str = "overlapping",
         products: int | None = None,
         duplicates: str = "same_phone",
+        new_products: float = 0.0,
     ) -> None:
-        _check(users, days, attrition, segment_style, products, duplicates)
+        _check(users, days, attrition, segment_style, products, duplicates, new_products)
+        self.new_products = new_products
+        self.today = 0  # the simulated day, for product launches
         self.duplicates = duplicates
         self.attrition = attrition
         self.segment_style = segment_style
@@ -116,6 +133,7 @@ class ShopGenerator(
         self.build_catalogue()
         self.build_people()
         self.build_tastes()
+        self.build_launches(NEW_PRODUCT_DAYS)
         self.build_customers()
         self.build_campaigns()
         self.run_days()
@@ -138,6 +156,7 @@ def generate(
     segment_style: str = "overlapping",
     products: int | None = None,
     duplicates: str = "same_phone",
+    new_products: float = 0.0,
 ) -> dict:
     """Generate the sample shop's landing files under ``<out_dir>/shop`` and its manifest.
 
@@ -161,6 +180,11 @@ def generate(
             typos, pinyin names, reformatted, missing or new phones and e-mails, swapped day and month
             and missing fields (:data:`DUPLICATE_VARIATIONS`; the kinds of each pair in the manifest's
             ``customer_duplicate_variations``), for probabilistic identity resolution.
+        new_products: Share of the catalogue held back and launched late (the cold-start test shop):
+            each launches on a day in the first half of the window's last :data:`NEW_PRODUCT_DAYS` days
+            (manifest ``new_products``); before it a shopper who would have drawn it takes a launched
+            product of the same brand and category instead. 0 (the default) launches nothing and gives
+            the same files as before the parameter existed.
 
     Returns:
         The manifest (also written to ``<out_dir>/shop/_manifest.json``).
@@ -180,6 +204,7 @@ def generate(
         segment_style,
         None if products is None else int(products),
         duplicates,
+        float(new_products),
     )
     manifest = gen.run()
     path = out / SOURCE_FOLDER / MANIFEST_NAME
