@@ -59,6 +59,7 @@ from pyspark.sql import functions as F
 from common import artifacts, markdown, ranking
 from common.asof import on_or_before, publish_as_of, resolve_as_of
 from common.config import RecommendConfig, ShopLakeConfig
+from common.content import content_neighbours, content_scores, item_vectors
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
 from common.interactions import IdMap, aggregate, purchases_between, raw_interactions
@@ -77,7 +78,7 @@ from common.tables import (
 
 log = logging.getLogger(__name__)
 
-MODEL, FALLBACK = "model", "fallback"
+MODEL, FALLBACK, CONTENT = "model", "fallback", "content"
 ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR = (
     "als",
     "item_knn",
@@ -434,12 +435,21 @@ def choose_candidate(validation: dict[str, dict[str, Any]], order: list[str], k:
 
 # ---------------------------------------------------------------------------- similar items
 def similar_items(
-    model: ALSModel, ids: IdMap, train: DataFrame, products: DataFrame, k: int, max_bytes: int = 1 << 30
+    model: ALSModel,
+    ids: IdMap,
+    train: DataFrame,
+    products: DataFrame,
+    k: int,
+    max_bytes: int = 1 << 30,
+    content: DataFrame | None = None,
 ) -> DataFrame:
     """``item_id, rank, similar_item_id, similarity, reason`` (see the module docstring).
 
     Similarities are rounded to the 6 decimals gold publishes before ranking, so the
-    published order is exactly similarity descending, then ``similar_item_id``."""
+    published order is exactly similarity descending, then ``similar_item_id``.
+    ``content`` (``item_id, rank, similar_item_id, similarity`` from common.content):
+    items ALS has not seen take their content neighbours (reason ``content``) before
+    the category fallback."""
     factors = (
         model.itemFactors.select(F.col("id").alias("item_idx"), "features")
         .join(ids.item_lookup(train), "item_idx")
@@ -458,6 +468,14 @@ def similar_items(
         "_r", F.row_number().over(Window.partitionBy("category").orderBy(F.col("popularity").desc(), "item_id"))
     ).where(F.col("_r") <= k)
     cold = cats.join(factors.select("item_id"), "item_id", "left_anti")
+    by_content = None
+    if content is not None:
+        by_content = (
+            content.where(F.col("rank") <= k)
+            .join(cold.select("item_id"), "item_id", "left_semi")
+            .select("item_id", "rank", "similar_item_id", "similarity", F.lit(CONTENT).alias("reason"))
+        )
+        cold = cold.join(by_content.select("item_id"), "item_id", "left_anti")
     fallback = (
         cold.join(top.select("category", F.col("item_id").alias("similar_item_id"), "_r"), "category")
         .where(F.col("item_id") != F.col("similar_item_id"))
@@ -469,7 +487,82 @@ def similar_items(
             F.lit(FALLBACK).alias("reason"),
         )
     )
-    return pairs.unionByName(fallback)
+    out = pairs.unionByName(fallback)
+    return out if by_content is None else out.unionByName(by_content)
+
+
+# ---------------------------------------------------------------------------- cold start
+RANDOM_SAME_CATEGORY = "random_same_category"
+
+
+def cold_start_split(raw: DataFrame, products: DataFrame, cutoff: date, end: date) -> tuple[Split, DataFrame]:
+    """The cold-start split: ``train`` is everything touched up to ``cutoff``; the pool of
+    cold items (returned with the split) is every product nobody touched up to ``cutoff``;
+    ``relevant`` holds the purchases after ``cutoff`` up to ``end`` of cold items by users
+    with a training history."""
+    train = aggregate(raw, cutoff)
+    cold = products.select("item_id").distinct().join(train.select("item_id"), "item_id", "left_anti")
+    relevant = (
+        purchases_between(raw, cutoff, end)
+        .join(cold, "item_id", "left_semi")
+        .join(train.select("user_key"), "user_key", "left_semi")
+    )
+    return Split(train, relevant, {"kind": "cold_start", "train_until": cutoff.isoformat()}, cutoff), cold
+
+
+def _top(scored: DataFrame, k: int) -> DataFrame:
+    order = Window.partitionBy("user_key").orderBy(F.col("score").desc(), "item_id")
+    return scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
+
+
+def cold_start_lists(
+    vectors: DataFrame, products: DataFrame, split: Split, cold: DataFrame, k: int, seed: int
+) -> dict[str, DataFrame]:
+    """``user_key, rank, item_id`` lists of cold items for the users with relevant cold purchases.
+
+    - ``content``: cold items ranked by the sum of their content cosines to the user's
+      training items (common.content.content_scores);
+    - ``random_same_category``: ``k`` cold items drawn at random (seeded hash of user and
+      item) from the top-level categories of the user's training items."""
+    users = split.relevant.select("user_key").distinct()
+    history = split.train.join(users, "user_key", "left_semi").select("user_key", "item_id")
+    content = _top(content_scores(vectors, history, cold), k)
+    cats = products.select("item_id", F.coalesce("category_l1", F.lit(NO_CATEGORY)).alias("category")).dropDuplicates(
+        ["item_id"]
+    )
+    user_cats = history.join(cats, "item_id").select("user_key", "category").distinct()
+    draw = F.xxhash64(F.lit(seed), "user_key", "item_id").cast("double")
+    random = _top(user_cats.join(cats.join(cold, "item_id", "left_semi"), "category").withColumn("score", draw), k)
+    return {CONTENT: content, RANDOM_SAME_CATEGORY: random}
+
+
+def evaluate_cold_start(
+    raw: DataFrame, products: DataFrame, vectors: DataFrame, cutoff: date, end: date, k: int, seed: int
+) -> dict[str, Any]:
+    """Hit rate@k (and NDCG@k) of content picks against random same-category picks for
+    products first bought after ``cutoff``.
+
+    Protocol: the pool is every product nobody touched up to ``cutoff``; a test case is a
+    user with training history who bought pool products between ``cutoff`` and ``end``;
+    each method ranks the pool for that user (content: by summed content cosine to the
+    user's training items; baseline: ``k`` random pool products of the user's training
+    categories, seeded); a hit is a bought pool product in the top ``k``."""
+    split, cold = cold_start_split(raw, products, cutoff, end)
+    split.train, split.relevant = split.train.persist(), split.relevant.persist()
+    try:
+        cold_items = cold.count()
+        bought = split.relevant.select("item_id").distinct().count()
+        out: dict[str, Any] = {"train_until": cutoff.isoformat(), "pool_items": cold_items, "bought_cold_items": bought}
+        if not bought:
+            return {**out, "skipped": "no cold item bought after the cutoff"}
+        cols = ranking.Columns(user="user_key", item="item_id", rank="rank")
+        for method, lists in cold_start_lists(vectors, products, split, cold, k, seed).items():
+            metrics = ranking.evaluate(lists, split.relevant, k, max(cold_items, 1), cols)
+            out[method] = {n: metrics[n] for n in (f"hit_rate@{k}", f"ndcg@{k}", f"recall@{k}", "users")}
+        return out
+    finally:
+        split.train.unpersist()
+        split.relevant.unpersist()
 
 
 def check_similar_items_size(rc: RecommendConfig, items: int) -> None:
@@ -509,6 +602,11 @@ def run(
         # Every item touched so far bounds the factor table ALS will publish.
         check_similar_items_size(rc, raw.select("item_id").distinct().count())
         evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached)
+        vectors = None
+        if rc.content.enabled and products.limit(1).count():
+            vectors = content_vectors(products, rc).persist()
+            cached.append(vectors)
+            evaluation["cold_start"] = _cold_start(raw, products, vectors, rc, as_of)
         params = AlsParams(**evaluation["chosen_params"])
         chosen = evaluation["chosen_model"]
         # Publish: everything up to the as-of day.
@@ -532,8 +630,9 @@ def run(
                 if chosen == ALS_METHOD:
                     primary = als_candidates(model, ids, interactions, None, rc.top_n)
                 if rc.similar_items:
+                    content = None if vectors is None else vectors.transform(content_neighbours(rc.similar_items))
                     similar = similar_items(
-                        model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20
+                        model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, content
                     )
             if chosen in (ITEM_KNN, SAR):
                 fitted = fit_candidate(chosen, interactions, rc)
@@ -575,6 +674,7 @@ def run(
         "test": test,
         # After "test": the report's comparison chart draws the first dict of method dicts.
         "validation_candidates": evaluation["validation_candidates"],
+        "cold_start": evaluation.get("cold_start", "skipped: recommend.content.enabled is false or no products"),
         # Of the published (chosen) model.
         f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
         if chosen_ndcg is not None and pop_ndcg
@@ -591,6 +691,20 @@ def run(
     result.metrics["report"] = write_report(cfg, run_id, result.metrics, k)
     result.summary = _summary(result.metrics, k)
     return result
+
+
+def content_vectors(products: DataFrame, rc: RecommendConfig) -> DataFrame:
+    """``item_id, block, features`` of every product (common.content, ``recommend.content``)."""
+    c = rc.content
+    return products.transform(item_vectors(c.features, c.num_features, c.price_bands))
+
+
+def _cold_start(raw: DataFrame, products: DataFrame, vectors: DataFrame, rc: RecommendConfig, as_of: date):
+    """The cold-start evaluation on the time split's test period (a random split has no launches)."""
+    if rc.split != "time":
+        return "skipped: cold start needs the time split"
+    cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
+    return evaluate_cold_start(raw, products, vectors, cutoff, as_of, rc.k, rc.seed)
 
 
 def _evaluate(
@@ -692,6 +806,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
             ["method", *names], [[method, *_test_cells(metrics["test"].get(method), names)] for method in METHODS]
         ),
     ]
+    lines += _cold_start_lines(metrics.get("cold_start"), k)
     pub = metrics["published"]
     lines += [
         "",
@@ -707,6 +822,26 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     return path if is_local(path) else ""
 
 
+def _cold_start_lines(cold: Any, k: int) -> list[str]:
+    """The report's cold-start section (see :func:`evaluate_cold_start`)."""
+    lines = ["", "## Cold start (products nobody touched before the test period)", ""]
+    if not isinstance(cold, dict) or "skipped" in cold:
+        reason = cold if not isinstance(cold, dict) else cold["skipped"]
+        return [*lines, f"Not evaluated: {reason}."]
+    names = [f"hit_rate@{k}", f"ndcg@{k}", f"recall@{k}", "users"]
+    return [
+        *lines,
+        f"Pool: {cold['pool_items']} products untouched up to {cold['train_until']}, "
+        f"{cold['bought_cold_items']} of them bought after it. Each test buyer's pool ranked by content "
+        f"cosine to their training items, against {k} random pool products of their training categories.",
+        "",
+        *markdown.table(
+            ["method", *names],
+            [[m, *_test_cells(cold.get(m), names)] for m in (CONTENT, RANDOM_SAME_CATEGORY)],
+        ),
+    ]
+
+
 def _summary(metrics: dict[str, Any], k: int) -> str:
     lines = [
         f"recommend: as of {metrics['as_of']}, {metrics['published']['users']:,} users, "
@@ -714,5 +849,11 @@ def _summary(metrics: dict[str, Any], k: int) -> str:
     ]
     for method, row in metrics["test"].items():
         lines.append(f"  {method:<17} ndcg@{k} {row[f'ndcg@{k}']:.4f}  precision@{k} {row[f'precision@{k}']:.4f}")
+    cold = metrics.get("cold_start")
+    if isinstance(cold, dict) and CONTENT in cold:
+        lines.append(
+            f"  cold start hit_rate@{k}: content {cold[CONTENT][f'hit_rate@{k}']:.4f}"
+            f"  random same category {cold[RANDOM_SAME_CATEGORY][f'hit_rate@{k}']:.4f}"
+        )
     lines.append(f"  reasons: {metrics['published']['reasons']}  report: {metrics['report']}")
     return "\n".join(lines)

@@ -134,3 +134,29 @@ def test_sar_scores_weigh_similarities_by_time_decayed_affinity(spark):
         ("u3", "a"): round(third, 6),
         ("u3", "b"): round(third, 6),
     }
+
+
+# ---------------------------------------------------------------------------- similar items
+def test_items_als_has_not_seen_take_content_neighbours_before_the_category_fallback(spark):
+    """d and e are in the product table but nobody touched them: d has content neighbours
+    (reason content, their similarity), e has none and gets its category's most popular
+    items (reason fallback, similarity 0). Content rows of items ALS knows are ignored."""
+    from jobs.recommend import AlsParams, fit_als, similar_items
+
+    train = train_df(spark)
+    products = spark.createDataFrame(
+        [("a", "X"), ("b", "X"), ("c", "Y"), ("d", "X"), ("e", "Y")], "item_id string, category_l1 string"
+    )
+    content = spark.createDataFrame(
+        [("d", 1, "a", 0.9), ("d", 2, "e", 0.5), ("d", 3, "b", 0.25), ("a", 1, "d", 0.9)],
+        "item_id string, rank int, similar_item_id string, similarity double",
+    )
+    model, ids = fit_als(train, AlsParams(rank=2, reg_param=0.1, alpha=1.0, max_iter=2), seed=1)
+    rows = similar_items(model, ids, train, products, 2, content=content).collect()
+    cold = sorted(
+        (r["item_id"], r["rank"], r["similar_item_id"], r["similarity"], r["reason"])
+        for r in rows
+        if r["item_id"] in "de"
+    )
+    assert cold == [("d", 1, "a", 0.9, "content"), ("d", 2, "e", 0.5, "content"), ("e", 1, "c", 0.0, "fallback")]
+    assert {r["reason"] for r in rows if r["item_id"] in "abc"} == {"model"}
