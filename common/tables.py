@@ -567,7 +567,8 @@ GOLD_RECOMMENDATIONS = gold(
 # Owned by the recommend job (jobs/recommend.py).
 GOLD_SIMILAR_ITEMS = gold(
     "similar_items",
-    "Item-to-item neighbours: exact top-k cosine of ALS item factors (positive); category popularity for unseen items.",
+    "Item-to-item neighbours: exact top-k cosine of ALS item factors (positive); for items ALS has not seen, content"
+    " neighbours (reason content), else category popularity (reason fallback).",
     ("item_id", T.StringType(), False),
     ("as_of", T.DateType(), False),
     ("rank", T.IntegerType(), False),

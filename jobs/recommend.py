@@ -37,10 +37,16 @@ then top-N recommendations from the winner and similar items as of a date.
    cosine of the ALS item factors with a positive similarity, exact, from
    common.neighbours (blocked matrix products on the executors: no pair table, no
    shuffle); ties go to the smaller item id, whichever candidate won (ALS is fitted
-   for it when ``similar_items`` is set). Items ALS has not seen get their
+   for it when ``similar_items`` is set). Items ALS has not seen get their content
+   neighbours (common.content: cosine of product-attribute vectors, reason
+   ``content``) when ``recommend.content.enabled``, else (or without any) their
    category's most popular items (reason ``fallback``, similarity 0).
    ``similar_items: 0`` skips the table. Items x rank x 8 bytes of factors above
    ``similar_max_mb`` fail before anything is fitted, naming the counts.
+6. Cold start (time split, ``recommend.content.enabled``): content picks against
+   random picks from the user's categories for products nobody touched before the
+   test period (protocol in :func:`evaluate_cold_start`), in metrics ``cold_start``
+   and the report.
 """
 
 from __future__ import annotations
