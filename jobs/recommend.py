@@ -565,6 +565,15 @@ def evaluate_cold_start(
         for method, lists in cold_start_lists(vectors, products, split, cold, k, seed).items():
             metrics = ranking.evaluate(lists, split.relevant, k, max(cold_items, 1), cols)
             out[method] = {n: metrics[n] for n in (f"hit_rate@{k}", f"ndcg@{k}", f"recall@{k}", "users")}
+        log.info(
+            "recommend: cold start on %d buyers of %d cold items (pool %d): hit_rate@%d content %.4f, random %.4f",
+            out[CONTENT]["users"],
+            bought,
+            cold_items,
+            k,
+            out[CONTENT][f"hit_rate@{k}"],
+            out[RANDOM_SAME_CATEGORY][f"hit_rate@{k}"],
+        )
         return out
     finally:
         split.train.unpersist()
