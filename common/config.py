@@ -455,7 +455,9 @@ class ContentConfig(StrictModel):
         4096, gt=0, description="Hashing buckets of the name and attribute tokens (HashingTF numFeatures)."
     )
     price_bands: int = Field(5, gt=0, description="Price bands: quantiles of price within the top-level category.")
-    neighbours: int = Field(10, gt=0, description="Content neighbours per item; also the cold-start list length.")
+    neighbours: int = Field(
+        10, gt=0, description="Content neighbours per item; gold.similar_items takes up to similar_items of them."
+    )
 
 
 class RecommendConfig(StrictModel):

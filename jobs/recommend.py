@@ -645,7 +645,7 @@ def run(
                 if chosen == ALS_METHOD:
                     primary = als_candidates(model, ids, interactions, None, rc.top_n)
                 if rc.similar_items:
-                    content = None if vectors is None else vectors.transform(content_neighbours(rc.similar_items))
+                    content = None if vectors is None else vectors.transform(content_neighbours(rc.content.neighbours))
                     similar = similar_items(
                         model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, content
                     )
