@@ -40,7 +40,7 @@ TEST_SPARK_CONF = [
     "spark.conf.spark.sql.adaptive.enabled=false",
     # One k-means run per fit: the tests that measure segmentation set the shipped default back.
     "segment.restarts=1",
-    # Exact keys only: Splink adds about 100 s to every clean here (2 cores), and the suite
+    # Exact keys only: Splink adds about 40-50 s to every clean here (2 cores), and the suite
     # cleans dozens of lakes. Tests about identity set clean.identity.method=splink themselves.
     "clean.identity.method=exact",
 ]
