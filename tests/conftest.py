@@ -34,6 +34,7 @@ TEST_BACKEND = os.environ.get("SHOPLAKE_TEST_BACKEND", "delta-rs")
 TEST_SPARK_CONF = [
     f"lake.backend={TEST_BACKEND}",
     "spark.conf.spark.sql.shuffle.partitions=2",
+    "spark.conf.spark.databricks.delta.snapshotPartitions=2",
     "spark.conf.spark.default.parallelism=2",
     "spark.conf.spark.ui.enabled=false",
     "spark.conf.spark.driver.memory=2g",
