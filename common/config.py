@@ -181,6 +181,10 @@ class SplinkConfig(StrictModel):
     )
     seed: int = 42
     u_max_pairs: int = Field(1_000_000, gt=0, description="Random pairs sampled for the u-probabilities.")
+    # Splink splits the sample into chunks (one Spark job each) so it can stop once every level
+    # has 100 pairs; rare levels (same phone, same ID) never get there, so all chunks run, and
+    # their fixed cost tripled the u step here. One chunk gives the same u-values from one job.
+    u_chunks: int = Field(1, gt=0, description="Chunks the u sample is compared in (Splink's num_chunks).")
     em_max_iterations: int = Field(25, gt=0)
     # Pairs are compared only when they agree on one of these (OR of ANDs).
     blocking: list[list[IdentityColumn]] = Field(

@@ -184,7 +184,9 @@ def splink_clusters(spark: SparkSession, customers: DataFrame, cfg: SplinkConfig
             linker.training.estimate_probability_two_random_records_match(
                 [block_on(*rule) for rule in deterministic], recall=cfg.deterministic_recall
             )
-        linker.training.estimate_u_using_random_sampling(max_pairs=cfg.u_max_pairs, seed=cfg.seed)
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=cfg.u_max_pairs, seed=cfg.seed, num_chunks=cfg.u_chunks
+        )
         for rule in training:
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
         predictions = linker.inference.predict(threshold_match_probability=cfg.threshold)

@@ -755,6 +755,28 @@ OPS_RUN_LOG = TableSpec(
     description="One row per job run: parameters, table versions read and written, counts, status.",
 )
 
+OPS_STREAM_PROGRESS = TableSpec(
+    "ops.stream_progress",
+    T.StructType(
+        _fields(
+            ("run_id", T.StringType(), False),
+            ("query", T.StringType(), False),
+            ("batch_id", T.LongType(), False),
+            ("started_at", T.TimestampType(), False),
+            ("input_rows", T.LongType(), False),
+            ("input_rows_per_second", T.DoubleType()),
+            ("processed_rows_per_second", T.DoubleType()),
+            ("batch_duration_ms", T.LongType(), False),
+            ("watermark", T.TimestampType()),
+            ("state_rows", T.LongType(), False),
+        )
+    ),
+    keys=("run_id", "query", "batch_id"),
+    description="One row per micro-batch of `shoplake stream`: rows read (files, for a landing folder), "
+    "rates, duration, event-time watermark and rows held in state (Spark's query progress).",
+    written_by="stream",
+)
+
 ALL_TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -789,6 +811,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         GOLD_CAMPAIGN_KPIS,
         GOLD_AB_RESULTS,
         OPS_RUN_LOG,
+        OPS_STREAM_PROGRESS,
     )
 }
 

@@ -172,7 +172,6 @@ ON_DEMAND = {
 }
 
 
-
 def pipeline_order(jobs: dict[str, JobSpec]) -> tuple[str, ...]:
     """The jobs in an order where each runs after the writers of every table it reads;
     among jobs free to run, the one declared first goes first.

@@ -42,6 +42,7 @@ from common.tables import (
     GOLD_PROFILES,
     GOLD_RECOMMENDATIONS,
     GOLD_SEGMENTS,
+    OPS_STREAM_PROGRESS,
     TableSpec,
 )
 from jobs.clean import CLEAN_METRICS_FILE, IDENTITY_MODEL_FILE
@@ -84,6 +85,7 @@ class ReportData:
     churn: dict[str, Any] | Unavailable
     rules: dict[str, Any] | Unavailable
     recommendations: dict[str, Any] | Unavailable
+    streaming: dict[str, Any] | Unavailable = Unavailable("no stream progress was collected")
 
 
 # ---------------------------------------------------------------------------- collecting (Spark)
@@ -267,6 +269,34 @@ def read_recommendations(store, steps):
     return {"source": source, "reasons": reasons, "customers": totals["customers"], "items": totals["items"]}
 
 
+def read_streaming(store) -> dict[str, Any] | Unavailable:
+    """The latest ``shoplake stream`` run's micro-batches, summarised per query."""
+    if not store.exists(OPS_STREAM_PROGRESS):
+        return Unavailable("no stream has run on this lake (`shoplake stream`)")
+    df = store.read(OPS_STREAM_PROGRESS)
+    latest = df.orderBy(F.desc("started_at"), F.desc("run_id")).select("run_id").first()
+    if latest is None:
+        return Unavailable("ops.stream_progress is empty")
+    run = df.where(F.col("run_id") == latest["run_id"])
+    queries = [
+        r.asDict()
+        for r in run.groupBy("query")
+        .agg(
+            F.count("*").alias("batches"),
+            F.sum("input_rows").alias("input_rows"),
+            F.round(F.avg("processed_rows_per_second"), 1).alias("mean_processed_rows_per_s"),
+            F.max("batch_duration_ms").alias("longest_batch_ms"),
+            F.max("watermark").alias("watermark"),
+            F.max_by("state_rows", "batch_id").alias("state_rows"),
+            F.min("started_at").alias("first_batch"),
+            F.max("started_at").alias("last_batch"),
+        )
+        .orderBy("query")
+        .collect()
+    ]
+    return {"run_id": latest["run_id"], "queries": queries}
+
+
 def collect(spark: SparkSession, cfg: ShopLakeConfig, run_id: str | None = None, store=None) -> ReportData:
     """Read the run log, the quality results and the gold tables' aggregates for a run."""
     from common.delta import open_store
@@ -284,6 +314,7 @@ def collect(spark: SparkSession, cfg: ShopLakeConfig, run_id: str | None = None,
         churn=read_churn(store, steps),
         rules=read_rules(store, steps),
         recommendations=read_recommendations(store, steps),
+        streaming=read_streaming(store),
     )
 
 
@@ -780,6 +811,17 @@ def section_recommendations(rec: dict[str, Any] | Unavailable) -> str:
     )
 
 
+def section_streaming(stream: dict[str, Any] | Unavailable) -> str:
+    if isinstance(stream, Unavailable):
+        return missing(stream.reason)
+    batches = sum(q["batches"] for q in stream["queries"])
+    return (
+        f"<p class='source'>Latest stream run <code>{esc(stream['run_id'])}</code> "
+        f"(ops.stream_progress): {batches:,} micro-batch(es). Input rows are what each query's "
+        "source read (files, for a landing folder).</p>" + table(stream["queries"], css="streaming")
+    )
+
+
 def section_metrics(steps: list[RunStep], charts: Mapping[str, list[ChartFn]] | None = None) -> str:
     """One block per step: its registered charts, then its metrics as tables."""
     charts = CHARTS if charts is None else charts
@@ -849,6 +891,7 @@ SECTIONS = (
     ("churn", "Churn"),
     ("rules", "Top association rules"),
     ("recommendations", "Recommendations"),
+    ("streaming", "Streaming"),
     ("metrics", "Metrics per job"),
 )
 
@@ -863,6 +906,7 @@ def render(data: ReportData, charts: Mapping[str, list[ChartFn]] | None = None) 
         "churn": lambda: section_churn(data.churn),
         "rules": lambda: section_rules(data.rules),
         "recommendations": lambda: section_recommendations(data.recommendations),
+        "streaming": lambda: section_streaming(data.streaming),
         "metrics": lambda: section_metrics(data.steps, charts),
     }
     nav = "".join(f"<a href='#{a}'>{esc(t)}</a>" for a, t in SECTIONS)

@@ -13,6 +13,11 @@ stopped or killed stream resumes where it was. Each write is exactly once
 (:meth:`common.delta.DeltaStore.start_stream`: Delta's streaming sink on delta-spark,
 ``foreachBatch`` with Delta transaction ids on delta-rs).
 
+Each micro-batch's progress (rows read, rates, duration, watermark, state rows) is
+logged as it completes and appended to ``ops.stream_progress`` (at most every
+``_FLUSH_SECONDS`` while running, and when the stream stops), so a scheduler or the
+report can see how a long-running stream keeps up.
+
 Not done by the stream (the batch ``ingest`` does them): the per-file
 ``ingest.max_quarantine_share`` stop, ``bronze.ingested_files`` and the read-back
 reconciliation. Files already in ``bronze.ingested_files`` when the stream starts
@@ -26,9 +31,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,7 +49,13 @@ from common.paths import is_local, local_path
 from common.records import read_options, to_bronze_rows, to_quarantine_rows, tokenize, type_records
 from common.runlog import JobResult, new_run_id
 from common.sources import FeedSpec, SourceMapping, load_source
-from common.tables import BRONZE_DATA_TABLES, BRONZE_INGESTED_FILES, BRONZE_QUARANTINE, TableSpec
+from common.tables import (
+    BRONZE_DATA_TABLES,
+    BRONZE_INGESTED_FILES,
+    BRONZE_QUARANTINE,
+    OPS_STREAM_PROGRESS,
+    TableSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +70,8 @@ BINARY_FILE_SCHEMA = T.StructType(
 )
 # How often the driver wakes up while waiting for the queries (stop signals, failures).
 _POLL_SECONDS = 1.0
+# How often a running stream appends the progress of its finished batches to ops.stream_progress.
+_FLUSH_SECONDS = 60.0
 
 
 def check_stream(cfg: ShopLakeConfig) -> None:
@@ -150,6 +165,7 @@ def run(
     trigger = {"availableNow": True} if once else {"processingTime": f"{cfg.stream.trigger_seconds} seconds"}
     checkpoints = checkpoint_folder(cfg)
     queries: dict[str, StreamingQuery] = {}
+    progress = ProgressLog(run_id)
     started = time.monotonic()
     try:
         for name, df in rows.items():
@@ -158,12 +174,77 @@ def run(
         log.info("stream: %s/%s -> %s (%s; checkpoints %s)", mapping.name, feed.name, ", ".join(rows), trigger,
                  checkpoints)  # fmt: skip
         with _stop_requests() as stop:
-            _wait(queries, stop)
+            _wait(queries, stop, progress, store)
     finally:
         for query in queries.values():
             if query.isActive:
                 query.stop()
-    return _result(store, specs, queries, run_id, checkpoints, time.monotonic() - started)
+        progress.record(queries)
+        progress.flush(store)
+    return _result(store, specs, progress, run_id, checkpoints, time.monotonic() - started)
+
+
+def batch_progress(progress: Mapping[str, Any], run_id: str, query: str) -> dict[str, Any] | None:
+    """An ``ops.stream_progress`` row from one of Spark's query progress reports, or None
+    for the reports of an idle trigger (no batch ran: no ``addBatch`` time)."""
+    durations = progress.get("durationMs") or {}
+    if "addBatch" not in durations:
+        return None
+    watermark = (progress.get("eventTime") or {}).get("watermark")
+    return {
+        "run_id": run_id,
+        "query": query,
+        "batch_id": int(progress["batchId"]),
+        "started_at": _timestamp(progress["timestamp"]),
+        "input_rows": int(progress.get("numInputRows") or 0),
+        "input_rows_per_second": _rate(progress.get("inputRowsPerSecond")),
+        "processed_rows_per_second": _rate(progress.get("processedRowsPerSecond")),
+        "batch_duration_ms": int(progress.get("batchDuration") or durations.get("triggerExecution") or 0),
+        "watermark": _timestamp(watermark) if watermark else None,
+        "state_rows": sum(int(op.get("numRowsTotal") or 0) for op in progress.get("stateOperators") or []),
+    }
+
+
+def _timestamp(text: str) -> datetime:
+    # Spark writes UTC instants as 2024-03-01T10:00:00.000Z; the lake keeps naive UTC.
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def _rate(value: Any) -> float | None:
+    # Spark reports NaN when a rate has no time to divide by (the first, empty trigger).
+    return float(value) if value is not None and value == value else None
+
+
+class ProgressLog:
+    """The finished batches of a run's queries: logged once each, appended to
+    ``ops.stream_progress`` by :meth:`flush`."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.rows: list[dict[str, Any]] = []
+        self._seen: set[tuple[str, int]] = set()
+        self._written = 0
+
+    def record(self, queries: Mapping[str, StreamingQuery]) -> None:
+        for table, query in queries.items():
+            for report in query.recentProgress:
+                row = batch_progress(report, self.run_id, table)
+                if row is None or (table, row["batch_id"]) in self._seen:
+                    continue
+                self._seen.add((table, row["batch_id"]))
+                self.rows.append(row)
+                log.info("stream: %s batch %d: %d input rows in %d ms (%s rows/s)", table, row["batch_id"],
+                         row["input_rows"], row["batch_duration_ms"], row["processed_rows_per_second"])  # fmt: skip
+
+    def flush(self, store: DeltaStore) -> None:
+        """Append the batches not written yet (one commit)."""
+        pending = self.rows[self._written :]
+        if pending:
+            store.append(OPS_STREAM_PROGRESS, store.spark.createDataFrame(pending, OPS_STREAM_PROGRESS.schema))
+            self._written = len(self.rows)
+
+    def for_query(self, table: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["query"] == table]
 
 
 @contextmanager
@@ -183,11 +264,17 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _wait(queries: dict[str, StreamingQuery], stop: threading.Event) -> None:
-    """Until every query has finished (``availableNow``), one fails, or a stop is requested."""
+def _wait(queries: dict[str, StreamingQuery], stop: threading.Event, progress: ProgressLog, store: DeltaStore) -> None:
+    """Until every query has finished (``availableNow``), one fails, or a stop is requested;
+    finished batches are logged as they come and written out every ``_FLUSH_SECONDS``."""
+    last_flush = time.monotonic()
     while (active := [q for q in queries.values() if q.isActive]) and not stop.is_set():
         _raise_failure(queries)
         active[0].awaitTermination(_POLL_SECONDS)
+        progress.record(queries)
+        if time.monotonic() - last_flush >= _FLUSH_SECONDS:
+            progress.flush(store)
+            last_flush = time.monotonic()
     if stop.is_set():
         log.info("stream: stop requested; stopping the queries (the checkpoints keep their progress)")
     _raise_failure(queries)
@@ -204,7 +291,7 @@ def _raise_failure(queries: dict[str, StreamingQuery]) -> None:
 def _result(
     store: DeltaStore,
     specs: dict[str, TableSpec],
-    queries: dict[str, StreamingQuery],
+    progress: ProgressLog,
     run_id: str,
     checkpoints: str,
     seconds: float,
@@ -212,9 +299,9 @@ def _result(
     result = JobResult("stream", run_id)
     lines = []
     for name, spec in specs.items():
-        progress = queries[name].recentProgress if name in queries else []
-        files = sum(int(p.get("numInputRows", 0)) for p in progress)
-        batches = len([p for p in progress if p.get("numInputRows", 0)])
+        batches_run = progress.for_query(name)
+        files = sum(r["input_rows"] for r in batches_run)
+        batches = len([r for r in batches_run if r["input_rows"]])
         written = 0
         if store.exists(spec):
             result.outputs[name] = store.version(spec)
@@ -222,6 +309,9 @@ def _result(
         result.row_counts[name] = written
         result.metrics[name] = {"files": files, "batches": batches}
         lines.append(f"  {name:<18} +{written:,} rows from {files:,} file(s) in {batches} batch(es)")
+    if store.exists(OPS_STREAM_PROGRESS):
+        result.outputs[OPS_STREAM_PROGRESS.name] = store.version(OPS_STREAM_PROGRESS)
+    result.row_counts[OPS_STREAM_PROGRESS.name] = len(progress.rows)
     result.metrics["checkpoints"] = checkpoints
     result.metrics["seconds"] = round(seconds, 1)
     result.summary = "\n".join([f"stream: {seconds:.1f}s, checkpoints in {checkpoints}", *lines])

@@ -34,13 +34,14 @@ TEST_BACKEND = os.environ.get("SHOPLAKE_TEST_BACKEND", "delta-rs")
 TEST_SPARK_CONF = [
     f"lake.backend={TEST_BACKEND}",
     "spark.conf.spark.sql.shuffle.partitions=2",
+    "spark.conf.spark.databricks.delta.snapshotPartitions=2",
     "spark.conf.spark.default.parallelism=2",
     "spark.conf.spark.ui.enabled=false",
     "spark.conf.spark.driver.memory=2g",
     "spark.conf.spark.sql.adaptive.enabled=false",
     # One k-means run per fit: the tests that measure segmentation set the shipped default back.
     "segment.restarts=1",
-    # Exact keys only: Splink adds about 100 s to every clean here (2 cores), and the suite
+    # Exact keys only: Splink adds about 40-50 s to every clean here (2 cores), and the suite
     # cleans dozens of lakes. Tests about identity set clean.identity.method=splink themselves.
     "clean.identity.method=exact",
 ]

@@ -175,6 +175,7 @@ def test_report_renders_in_chromium_with_every_chart(spark, report_lake):
         "churn": ["churn_histogram", "churn_tiers"],
         "rules": [],  # gold.association_rules is not declared on this branch
         "recommendations": ["recommendation_reasons"],
+        "streaming": [],
         "metrics": [
             "segment_silhouette_chart",
             "recommend_comparison_chart",

@@ -147,7 +147,8 @@ def test_pipeline_runs_on_a_standalone_cluster_from_the_package(spark, tmp_path)
             + ["--py-files", str(built["zip"]), str(built["entry"])]
             + ["pipeline", "--env", "cluster", "--jobs", ",".join(CLUSTER_JOBS)]
             + ["--set", f"lake.root={lake}", "--set", f"landing.root={tmp_path / 'landing'}"]
-            + ["--set", "spark.conf.spark.sql.shuffle.partitions=2"],
+            + ["--set", "spark.conf.spark.sql.shuffle.partitions=2"]
+            + ["--set", "spark.conf.spark.databricks.delta.snapshotPartitions=2"],
             capture_output=True,
             text=True,
             timeout=1500,  # generous: a shared 2-core machine, one executor core

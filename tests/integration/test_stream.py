@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from common.delta import open_store
-from common.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
+from common.tables import BRONZE_EVENTS, BRONZE_QUARANTINE, OPS_STREAM_PROGRESS
 from jobs.generate import generate
 from jobs.registry import run_job
 from jobs.stream import checkpoint_folder
@@ -76,8 +76,14 @@ def test_stream_writes_the_rows_batch_ingest_writes(spark, tmp_path, clickstream
     assert result.row_counts == {
         "bronze.events": manifest["valid_records_expected"]["bronze.events"],
         "bronze.quarantine": sum(manifest["quarantine_expected"]["bronze.events"].values()),
+        "ops.stream_progress": 4,
     }
     assert result.metrics["bronze.events"] == {"files": 4, "batches": 2}
+    # Each query's micro-batches are in ops.stream_progress: two of two files each.
+    progress = open_store(spark, stream_cfg).read(OPS_STREAM_PROGRESS).where(F.col("run_id") == result.run_id)
+    batches = sorted((r.query, r.batch_id, r.input_rows) for r in progress.collect())
+    assert batches == [(t, b, 2) for t in ("bronze.events", "bronze.quarantine") for b in (0, 1)]
+    assert progress.where("batch_duration_ms <= 0 OR watermark IS NOT NULL OR state_rows != 0").count() == 0
 
     # A stream started on the lake ingest loaded skips the files in bronze.ingested_files:
     # the tables equal their versions before it (time travel: pinned, unlike a plain read).

@@ -62,8 +62,10 @@ def test_identity_match_weights_are_charted_level_by_level():
     metrics = {
         "identity": {
             "method": "splink",
-            "match_weights": {"name": {"Exact": 8.5, "Jaro-Winkler >= 0.9": 3.25, "All other": -4.0},
-                              "city": {"Exact": 1.5, "All other": None}},  # fmt: skip
+            "match_weights": {
+                "name": {"Exact": 8.5, "Jaro-Winkler >= 0.9": 3.25, "All other": -4.0},
+                "city": {"Exact": 1.5, "All other": None},
+            },  # fmt: skip
             "links_by_rule": {"birth_date": 40, "email_user": 2},
         }
     }
@@ -122,6 +124,26 @@ def test_missing_sources_say_why_instead_of_failing():
         assert "Not available: gone for the test" in dom.sections[name].text, name
     assert "failed at clean" in dom.sections["pipeline"].text
     assert dom.sections["pipeline"].charts == ["pipeline_durations"]
+
+
+def test_streaming_section_shows_the_latest_stream_run_per_query():
+    queries = [
+        {"query": "bronze.events", "batches": 2, "input_rows": 4, "mean_processed_rows_per_s": 3.5},
+        {"query": "bronze.quarantine", "batches": 2, "input_rows": 4, "mean_processed_rows_per_s": 2.0},
+    ]
+    dom = ReportDom(report.render(data([step("ingest")], streaming={"run_id": "stream-7", "queries": queries})))
+    view = dom.sections["streaming"]
+    assert "stream-7" in view.text and "4 micro-batch(es)" in view.text
+    rows = dom.table_with_header("streaming", "query")
+    assert [(r["query"], r["batches"], r["input_rows"]) for r in rows] == [
+        ("bronze.events", "2", "4"),
+        ("bronze.quarantine", "2", "4"),
+    ]
+    # Without a stream the section says so (the default of ReportData).
+    assert (
+        "Not available: no stream progress was collected"
+        in ReportDom(report.render(data([]))).sections["streaming"].text
+    )
 
 
 def test_values_are_escaped():
