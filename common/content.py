@@ -53,10 +53,9 @@ def _entries(vector):  # no type hints: pandas-style inference would reject them
     """``[(bucket, value)]`` of a vector's non-zero entries."""
     if vector is None:
         return []
-    sparse = vector if isinstance(vector, SparseVector) else vector.toArray()
-    if isinstance(sparse, SparseVector):
-        return [(int(i), float(v)) for i, v in zip(sparse.indices, sparse.values) if v != 0.0]
-    return [(int(i), float(v)) for i, v in enumerate(sparse) if v != 0.0]
+    if isinstance(vector, SparseVector):
+        return [(int(i), float(v)) for i, v in zip(vector.indices, vector.values) if v != 0.0]
+    return [(int(i), float(v)) for i, v in enumerate(vector.toArray()) if v != 0.0]
 
 
 def with_attribute_tokens(price_bands: int) -> Callable[[DataFrame], DataFrame]:
