@@ -94,7 +94,9 @@ def fit_bgnbd(x, t_x, T, start: tuple[float, float, float, float] = (1.0, 1.0, 1
 
     bounds = [tuple(np.log(PARAM_BOUNDS))] * 4
     # Nelder-Mead finds the basin robustly; L-BFGS polishes to a tight optimum.
-    rough = minimize(nll, np.log(start), method="Nelder-Mead", bounds=bounds, options={"maxfev": 4000, "xatol": 1e-6})
+    rough = minimize(
+        nll, np.log(start), method="Nelder-Mead", bounds=bounds, options={"maxfev": 4000, "xatol": 1e-6}
+    )
     fine = minimize(nll, rough.x, method="L-BFGS-B", bounds=bounds)
     best = fine if fine.fun <= rough.fun else rough
     if not np.isfinite(best.fun) or best.fun >= 1e299:
