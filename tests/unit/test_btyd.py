@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from common.btyd import (
-    PARAM_BOUNDS,
     BgNbdParams,
     GammaGammaParams,
     bgnbd_expected_purchases,
@@ -108,37 +107,6 @@ def test_bgnbd_quantities_match_the_papers_worked_example():
     assert grown[0] == pytest.approx(0.0) and 0 < grown[1] < grown[2]
     # A new customer (x=0, T=0) expects what the unconditional formula says.
     assert bgnbd_expected_purchases(p, 52.0, [0.0], [0.0], [0.0])[0] == pytest.approx(grown[2], rel=1e-9)
-
-
-def _same_dropout_for_everyone(n: int = 2000, p: float = 0.1, seed: int = 2):
-    """BG/NBD data with one dropout probability for all: the likelihood's supremum lies at
-    a, b -> infinity with a / (a + b) = p (a ridge the optimiser must not wander along)."""
-    rng = np.random.default_rng(seed)
-    T = rng.uniform(8, 30, n)  # noqa: N806
-    rate = rng.gamma(0.6, 1 / 1.1, n)
-    x, t_x = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        t = rng.exponential(1 / rate[i])
-        while t <= T[i]:
-            x[i], t_x[i] = x[i] + 1, t
-            if rng.random() < p:
-                break
-            t += rng.exponential(1 / rate[i])
-    return x, np.round(t_x * 7) / 7, np.round(T * 7) / 7
-
-
-def test_bgnbd_fit_stays_bounded_on_the_dropout_ridge():
-    x, t_x, T = _same_dropout_for_everyone()  # noqa: N806
-    fit = fit_bgnbd(x, t_x, T)
-    low, high = PARAM_BOUNDS
-    assert all(low <= v <= high for v in (fit.r, fit.alpha, fit.a, fit.b))
-    assert fit.a / (fit.a + fit.b) == pytest.approx(0.1, abs=0.03)
-    # Far further along the ridge the likelihood is hardly higher: stopping at the bound costs nothing.
-    further = bgnbd_log_likelihood(fit.r, fit.alpha, fit.a * 1e3, fit.b * 1e3, x, t_x, T).sum()
-    assert fit.log_likelihood == pytest.approx(further, abs=0.05)
-    # The fit counts identical customers once each: the same rows in another order fit the same.
-    order = np.random.default_rng(0).permutation(x.size)
-    assert fit_bgnbd(x[order], t_x[order], T[order]) == fit
 
 
 def test_gamma_gamma_expected_spend_shrinks_towards_the_population_mean():
