@@ -106,13 +106,23 @@ class IngestConfig(StrictModel):
 
 
 class StreamConfig(StrictModel):
-    # `shoplake stream`: Structured Streaming over one feed's landing folder into bronze.
+    # `shoplake stream`: Structured Streaming over one feed's landing folder into bronze (and silver.events).
     source: str = Field("shop", description="Source mapping (conf/sources/<name>.yaml) of the streamed feed.")
     feed: str = Field("events", description="The feed of that mapping to stream (JSON lines or CSV files).")
     max_files_per_trigger: int = Field(10, gt=0, description="New files read per micro-batch at most.")
     trigger_seconds: float = Field(10.0, gt=0, description="Seconds between micro-batches (processing-time trigger).")
     checkpoints: str | None = Field(
         None, description="Folder of the queries' checkpoints; null = <lake root>/_checkpoints."
+    )
+    silver: bool = Field(
+        True, description="Also stream the feed's bronze.events into silver.events (deduplicated, pseudonymised)."
+    )
+    watermark_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="silver.events: how late (event time behind the latest seen) an event may arrive; later "
+        "ones are dropped from the stream's silver (counted as late_rows; the batch clean keeps them) and "
+        "duplicates are remembered this long.",
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from common import privacy
+
 _FULL_WIDTH = "０１２３４５６７８９＋－．，"
 _HALF_WIDTH = "0123456789+-.,"
 _THOUSANDS = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
@@ -98,3 +100,13 @@ def parse_date(col: Column, formats: list[str]) -> Column:
     text = strip(col)
     candidates = [F.to_date(F.try_to_timestamp(text, F.lit(fmt))) for fmt in formats or ["yyyy-MM-dd"]]
     return F.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
+
+
+def mapped_category(col: Column, mapping: dict[str, str]) -> Column:
+    """Canonical code for a categorical value (keys compared lower-cased and trimmed);
+    unmapped values are kept lower-cased so new codes show up rather than vanish."""
+    text = F.lower(F.trim(privacy.text_normalised(col)))
+    if not mapping:
+        return text
+    lookup = F.create_map(*[x for k, v in mapping.items() for x in (F.lit(k.strip().lower()), F.lit(v))])
+    return F.coalesce(lookup[text], text)

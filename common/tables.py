@@ -769,11 +769,13 @@ OPS_STREAM_PROGRESS = TableSpec(
             ("batch_duration_ms", T.LongType(), False),
             ("watermark", T.TimestampType()),
             ("state_rows", T.LongType(), False),
+            ("late_rows", T.LongType()),
         )
     ),
     keys=("run_id", "query", "batch_id"),
     description="One row per micro-batch of `shoplake stream`: rows read (files, for a landing folder), "
-    "rates, duration, event-time watermark and rows held in state (Spark's query progress).",
+    "rates, duration, event-time watermark, rows held in state and rows dropped as later than the "
+    "watermark (Spark's query progress).",
     written_by="stream",
 )
 

@@ -34,6 +34,8 @@ from pyspark.sql import functions as F
 from common import privacy
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
+from common.events import content_event_id, event_content_hash, flag_unknown_items, to_silver_values
+from common.parse import mapped_category
 from common.paths import is_local, local_path
 from common.runlog import JobResult, new_run_id
 from common.tables import (
@@ -79,16 +81,6 @@ def with_latest_version(keys: list[str], order: list[Column] | None = None):
         return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
 
     return transform
-
-
-def mapped_category(col: Column, mapping: dict[str, str]) -> Column:
-    """Canonical code for a categorical value (keys compared lower-cased and trimmed);
-    unmapped values are kept lower-cased so new codes show up rather than vanish."""
-    text = F.lower(F.trim(privacy.text_normalised(col)))
-    if not mapping:
-        return text
-    lookup = F.create_map(*[x for k, v in mapping.items() for x in (F.lit(k.strip().lower()), F.lit(v))])
-    return F.coalesce(lookup[text], text)
 
 
 def bounds_flags(cfg: ShopLakeConfig, columns: list[str]) -> Column:
@@ -268,19 +260,15 @@ def user_keys_for(ids: DataFrame, people: DataFrame, secret: bytes) -> DataFrame
 
 
 # ---------------------------------------------------------------------------- other tables
-def build_events(bronze: DataFrame, products: DataFrame, keys: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
-    """One row per real event: by event id, or by content within the dedup window when ids are missing."""
-    channel_map = cfg.clean.categories.get("channel", {})
-    content = [
-        "source_system", "user_id", "session_id", "event_type", "product_id",
-        "search_query", "page", "channel", "device", "ip",
-    ]  # fmt: skip
+def dedup_events(bronze: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """One row per real event: by event id (earliest delivery), or, without ids, by content:
+    a copy within ``clean.event_dedup_window_seconds`` of the previous one is dropped."""
     with_id = bronze.where(F.col("event_id").isNotNull()).transform(
         with_latest_version(["source_system", "event_id"], earliest_delivery())
     )
     without_id = (
         bronze.where(F.col("event_id").isNull())
-        .withColumn("_content", F.sha2(F.to_json(F.struct(*content)), 256))
+        .withColumn("_content", event_content_hash())
         .withColumn(
             "_gap",
             F.col("event_time").cast("double")
@@ -289,43 +277,16 @@ def build_events(bronze: DataFrame, products: DataFrame, keys: DataFrame, cfg: S
             ),
         )
         .where(F.col("_gap").isNull() | (F.col("_gap") > cfg.clean.event_dedup_window_seconds))
-        .withColumn(
-            "event_id",
-            F.concat(
-                F.lit("h-"),
-                F.substring(F.sha2(F.concat_ws("|", "_content", F.col("event_time").cast("string")), 256), 1, 32),
-            ),
-        )
+        .withColumn("event_id", content_event_id(F.col("_content"), F.col("event_time")))
         .drop("_content", "_gap")
     )
-    events = with_id.unionByName(without_id)
-    known_items = products.select(F.col("source_system").alias("_ks"), F.col("item_id").alias("_known_item"))
-    return (
-        events.join(keys, ["source_system", "user_id"], "left")
-        .join(
-            known_items.distinct(),
-            (F.col("source_system") == F.col("_ks")) & (F.col("product_id") == F.col("_known_item")),
-            "left",
-        )
-        .select(
-            "source_system",
-            "event_id",
-            "user_key",
-            "session_id",
-            F.lower(F.trim("event_type")).alias("event_type"),
-            "event_time",
-            F.to_date("event_time").alias("event_date"),
-            F.trim("product_id").alias("item_id"),
-            privacy.text_normalised(F.col("search_query")).alias("search_query"),
-            mapped_category(F.col("channel"), channel_map).alias("channel"),
-            privacy.text_normalised(F.col("device")).alias("device"),
-            privacy.ip_prefix(F.col("ip")).alias("ip_prefix"),
-            F.lower(F.trim("page")).alias("page"),
-            F.when(F.col("product_id").isNotNull() & F.col("_known_item").isNull(), F.array(F.lit("unknown_item")))
-            .otherwise(F.array().cast("array<string>"))
-            .alias("dq_flags"),
-        )
-    )
+    return with_id.unionByName(without_id)
+
+
+def build_events(bronze: DataFrame, products: DataFrame, keys: DataFrame, cfg: ShopLakeConfig) -> DataFrame:
+    """silver.events: deduplicated, keyed to the person, in silver's formats, unknown items flagged."""
+    keyed = dedup_events(bronze, cfg).join(keys, ["source_system", "user_id"], "left")
+    return flag_unknown_items(to_silver_values(keyed, cfg), products)
 
 
 def build_orders(bronze: DataFrame, lines: DataFrame, keys: DataFrame, cfg: ShopLakeConfig) -> DataFrame:

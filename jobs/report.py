@@ -288,6 +288,7 @@ def read_streaming(store) -> dict[str, Any] | Unavailable:
             F.max("batch_duration_ms").alias("longest_batch_ms"),
             F.max("watermark").alias("watermark"),
             F.max_by("state_rows", "batch_id").alias("state_rows"),
+            F.coalesce(F.sum("late_rows"), F.lit(0)).alias("late_rows"),
             F.min("started_at").alias("first_batch"),
             F.max("started_at").alias("last_batch"),
         )
@@ -818,7 +819,9 @@ def section_streaming(stream: dict[str, Any] | Unavailable) -> str:
     return (
         f"<p class='source'>Latest stream run <code>{esc(stream['run_id'])}</code> "
         f"(ops.stream_progress): {batches:,} micro-batch(es). Input rows are what each query's "
-        "source read (files, for a landing folder).</p>" + table(stream["queries"], css="streaming")
+        "source read (files, for a landing folder; silver.events' query reads each twice). Late rows "
+        "arrived more than stream.watermark_seconds behind the newest event: not in the stream's silver.</p>"
+        + table(stream["queries"], css="streaming")
     )
 
 

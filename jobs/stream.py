@@ -9,7 +9,16 @@ Records are split, typed and mapped by :mod:`common.records`, the code of the ba
 ``ingest`` job: the same schema, reasons and bronze rows. Valid records go to the
 feed's bronze tables, the rest to ``bronze.quarantine``, each table by its own query
 with its own checkpoint (``<lake>/_checkpoints/stream_<source>_<feed>/<table>``), so a
-stopped or killed stream resumes where it was. Each write is exactly once
+stopped or killed stream resumes where it was.
+
+With ``stream.silver`` (the default) a feed that writes ``bronze.events`` also feeds
+``silver.events`` (:func:`silver_events`): duplicates dropped as the batch ``clean``
+drops them (by event id; id-less copies within ``clean.event_dedup_window_seconds``),
+remembered for ``stream.watermark_seconds`` of event time; events later than that are
+dropped from the stream's silver and counted (``late_rows``; bronze keeps them and the
+next ``clean`` restores them). Users get the person's key from ``silver.user_key_map``
+as the last ``clean`` published it, others the keyed hash of their id, as in clean; the
+rows are formed by :mod:`common.events`, clean's own code. Each write is exactly once
 (:meth:`common.delta.DeltaStore.start_stream`: Delta's streaming sink on delta-spark,
 ``foreachBatch`` with Delta transaction ids on delta-rs).
 
@@ -37,23 +46,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
+from common import privacy
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.errors import ConfigError, InputError
+from common.events import content_event_id, event_content_hash, flag_unknown_items, to_silver_values
 from common.paths import is_local, local_path
 from common.records import read_options, to_bronze_rows, to_quarantine_rows, tokenize, type_records
 from common.runlog import JobResult, new_run_id
 from common.sources import FeedSpec, SourceMapping, load_source
 from common.tables import (
     BRONZE_DATA_TABLES,
+    BRONZE_EVENTS,
     BRONZE_INGESTED_FILES,
     BRONZE_QUARANTINE,
     OPS_STREAM_PROGRESS,
+    SILVER_EVENTS,
+    SILVER_PRODUCTS,
+    SILVER_USER_KEY_MAP,
     TableSpec,
 )
 
@@ -68,6 +85,9 @@ BINARY_FILE_SCHEMA = T.StructType(
         T.StructField("content", T.BinaryType()),
     ]
 )
+# Landing-folder scans per micro-batch of a query: silver.events' query reads the folder in
+# two branches (events with ids, events without), and Spark counts the rows of both.
+_SCANS = {"silver.events": 2}
 # How often the driver wakes up while waiting for the queries (stop signals, failures).
 _POLL_SECONDS = 1.0
 # How often a running stream appends the progress of its finished batches to ops.stream_progress.
@@ -143,6 +163,97 @@ def stream_rows(
     return rows
 
 
+def silver_events(
+    bronze_events: DataFrame, key_map: DataFrame, products: DataFrame, cfg: ShopLakeConfig, secret: bytes
+) -> DataFrame:
+    """Streaming silver.events rows from the stream's bronze.events rows.
+
+    The Python UDFs (pseudonyms, normalised text, IP prefixes) run before the stateful
+    deduplication, on the rows as read: Spark 4.2 feeds a stateful operator's output rows
+    to a Python UDF in a form it cannot read (ClassCastException to UnsafeRow).
+
+    Args:
+        key_map: ``silver.user_key_map`` (static): registered ids -> their person's key.
+        products: ``silver.products`` (static): the catalogue items are checked against.
+    """
+    content = F.when(F.col("event_id").isNull(), event_content_hash())
+    values = to_silver_values(
+        with_user_keys(bronze_events.withColumn("_content", content), key_map, secret),
+        cfg,
+        "_content",
+        "_source_file",
+        "_source_line",
+    )
+    delay_ms = int(cfg.stream.watermark_seconds * 1000)
+    events = values.withWatermark("event_time", f"{delay_ms} milliseconds")
+    with_id = (
+        events.where(F.col("event_id").isNotNull())
+        .dropDuplicatesWithinWatermark(["source_system", "event_id"])
+        .drop("_content", "_source_file", "_source_line")
+    )
+    without_id = first_of_near_copies(events.where(F.col("event_id").isNull()), cfg.clean.event_dedup_window_seconds)
+    return flag_unknown_items(with_id.unionByName(without_id), products)
+
+
+def first_of_near_copies(events: DataFrame, window_seconds: float) -> DataFrame:
+    """Id-less events (with their ``_content`` hash), the first of each run of copies: a
+    copy within ``window_seconds`` of the previous one is dropped, as clean's
+    ``dedup_events`` does; the id is clean's too. The last time seen per content is kept
+    in state until the watermark has passed it by the window."""
+    columns = [c for c in events.columns if c not in ("_source_file", "_source_line")]
+    out = T.StructType([f for f in events.schema.fields if f.name in columns])
+    state = T.StructType([T.StructField("last_seconds", T.DoubleType())])
+    return (
+        events.groupBy("_content")
+        .applyInPandasWithState(
+            _keep_first_copies(window_seconds, columns),
+            outputStructType=out,
+            stateStructType=state,
+            outputMode="append",
+            timeoutConf=GroupStateTimeout.EventTimeTimeout,
+        )
+        .withColumn("event_id", content_event_id(F.col("_content"), F.col("event_time")))
+        .drop("_content")
+    )
+
+
+def _keep_first_copies(window_seconds: float, columns: list[str]):
+    def keep(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        if state.hasTimedOut:
+            state.remove()
+            return
+        frame = pd.concat(list(frames), ignore_index=True)
+        frame = frame.sort_values(["event_time", "_source_file", "_source_line"], kind="stable")
+        seconds = (frame["event_time"] - pd.Timestamp(0)).dt.total_seconds()
+        previous = seconds.shift(1)
+        if state.exists:
+            previous.iloc[0] = state.get[0]
+        keep_rows = previous.isna() | (seconds - previous > window_seconds)
+        last = float(seconds.iloc[-1])
+        state.update((last,))
+        # Forget the content once the watermark has passed the window after its last copy.
+        state.setTimeoutTimestamp(max(int((last + window_seconds) * 1000), state.getCurrentWatermarkMs() + 1))
+        yield frame.loc[keep_rows, columns]
+
+    return keep
+
+
+def with_user_keys(events: DataFrame, key_map: DataFrame, secret: bytes) -> DataFrame:
+    """``user_key`` for each event with a user id: its person's key when the id is a
+    registered customer's (``silver.user_key_map`` holds the keyed hash of every
+    ``source_system:customer_id``), else the keyed hash of the id itself, as clean does."""
+    id_text = F.concat_ws(":", "source_system", "user_id")
+    known = key_map.select(F.col("source_key").alias("_source_key"), F.col("user_key").alias("_known_key"))
+    has_id = F.col("user_id").isNotNull()
+    own_key = privacy.pseudonym_col(id_text, secret, "user")
+    return (
+        events.withColumn("_source_key", F.when(has_id, privacy.pseudonym_col(id_text, secret, "source")))
+        .join(F.broadcast(known), "_source_key", "left")
+        .withColumn("user_key", F.when(has_id, F.coalesce("_known_key", own_key)))
+        .drop("_source_key", "_known_key")
+    )
+
+
 def run(
     spark: SparkSession,
     cfg: ShopLakeConfig,
@@ -162,6 +273,13 @@ def run(
         files = files.join(F.broadcast(done), "_file_sha", "left_anti")
     rows = stream_rows(files, mapping, feed, cfg, run_id)
     specs = {name: BRONZE_QUARANTINE if name == BRONZE_QUARANTINE.name else BRONZE_DATA_TABLES[name] for name in rows}
+    if cfg.stream.silver and BRONZE_EVENTS.name in rows:
+        secret = cfg.pseudonym_secret()  # fails first, naming the variable, when unset
+        key_map, products = store.read_or_empty(SILVER_USER_KEY_MAP), store.read_or_empty(SILVER_PRODUCTS)
+        rows[SILVER_EVENTS.name] = silver_events(rows[BRONZE_EVENTS.name], key_map, products, cfg, secret)
+        specs[SILVER_EVENTS.name] = SILVER_EVENTS
+    # Silver rows carry no run id: what a run added is the difference of the counts.
+    before = {n: store.read(s).count() for n, s in specs.items() if _no_run_id(s) and store.exists(s)}
     trigger = {"availableNow": True} if once else {"processingTime": f"{cfg.stream.trigger_seconds} seconds"}
     checkpoints = checkpoint_folder(cfg)
     queries: dict[str, StreamingQuery] = {}
@@ -181,7 +299,11 @@ def run(
                 query.stop()
         progress.record(queries)
         progress.flush(store)
-    return _result(store, specs, progress, run_id, checkpoints, time.monotonic() - started)
+    return _result(store, specs, progress, run_id, checkpoints, time.monotonic() - started, before)
+
+
+def _no_run_id(spec: TableSpec) -> bool:
+    return "_ingest_run_id" not in spec.columns
 
 
 def batch_progress(progress: Mapping[str, Any], run_id: str, query: str) -> dict[str, Any] | None:
@@ -202,6 +324,7 @@ def batch_progress(progress: Mapping[str, Any], run_id: str, query: str) -> dict
         "batch_duration_ms": int(progress.get("batchDuration") or durations.get("triggerExecution") or 0),
         "watermark": _timestamp(watermark) if watermark else None,
         "state_rows": sum(int(op.get("numRowsTotal") or 0) for op in progress.get("stateOperators") or []),
+        "late_rows": sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in progress.get("stateOperators") or []),
     }
 
 
@@ -295,19 +418,24 @@ def _result(
     run_id: str,
     checkpoints: str,
     seconds: float,
+    before: Mapping[str, int],
 ) -> JobResult:
     result = JobResult("stream", run_id)
     lines = []
     for name, spec in specs.items():
         batches_run = progress.for_query(name)
-        files = sum(r["input_rows"] for r in batches_run)
+        files = sum(r["input_rows"] for r in batches_run) // _SCANS.get(name, 1)
         batches = len([r for r in batches_run if r["input_rows"]])
         written = 0
         if store.exists(spec):
             result.outputs[name] = store.version(spec)
-            written = store.read(spec).where(F.col("_ingest_run_id") == run_id).count()
+            if _no_run_id(spec):
+                written = store.read(spec).count() - before.get(name, 0)
+            else:
+                written = store.read(spec).where(F.col("_ingest_run_id") == run_id).count()
         result.row_counts[name] = written
-        result.metrics[name] = {"files": files, "batches": batches}
+        late = sum(r["late_rows"] for r in batches_run)
+        result.metrics[name] = {"files": files, "batches": batches, "late_rows": late}
         lines.append(f"  {name:<18} +{written:,} rows from {files:,} file(s) in {batches} batch(es)")
     if store.exists(OPS_STREAM_PROGRESS):
         result.outputs[OPS_STREAM_PROGRESS.name] = store.version(OPS_STREAM_PROGRESS)

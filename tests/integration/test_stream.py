@@ -1,11 +1,15 @@
 """`shoplake stream` on a tiny generated clickstream (4 event files, 356 records with 8
 planted bad ones): the same bronze and quarantine rows as the batch ingest, every record
-exactly once across restarts and replayed batches, and idempotent per-batch writes."""
+exactly once across restarts and replayed batches, and idempotent per-batch writes; the
+streamed silver.events equal the batch clean's, and late and duplicate events are
+dropped as configured (hand-written files)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +17,17 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from common.delta import open_store
-from common.tables import BRONZE_EVENTS, BRONZE_QUARANTINE, OPS_STREAM_PROGRESS
+from common.tables import (
+    BRONZE_EVENTS,
+    BRONZE_INGESTED_FILES,
+    BRONZE_QUARANTINE,
+    OPS_STREAM_PROGRESS,
+    SILVER_EVENTS,
+    SILVER_USER_KEY_MAP,
+)
 from jobs.generate import generate
 from jobs.registry import run_job
+from jobs.report import read_streaming
 from jobs.stream import checkpoint_folder
 from tests.conftest import DELTA_SPARK_SKIP, make_config
 
@@ -57,7 +69,7 @@ def _events_quarantine(store):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_stream_writes_the_rows_batch_ingest_writes(spark, tmp_path, clickstream, backend):
+def test_stream_writes_the_rows_batch_ingest_writes(spark, tmp_path, clickstream, backend, secret_env):
     landing, manifest = clickstream
     batch_cfg = _config(tmp_path, landing, backend, lake="batch_lake")
     stream_cfg = _config(tmp_path, landing, backend, lake="stream_lake")
@@ -73,29 +85,51 @@ def test_stream_writes_the_rows_batch_ingest_writes(spark, tmp_path, clickstream
     # Run columns are filled in, with this run's id.
     assert {r[0] for r in stream_events.select("_ingest_run_id").distinct().collect()} == {result.run_id}
     assert stream_events.where(F.col("_ingested_at").isNull()).count() == 0
+    # silver.events: the planted exact duplicates gone, as the generator's manifest expects.
+    assert manifest["duplicates"]["exact_duplicate_events"] > 0
+    silver = open_store(spark, stream_cfg).read(SILVER_EVENTS)
+    assert silver.count() == silver.select("event_id").distinct().count() == manifest["silver_expected"]["events"]
+    progress = open_store(spark, stream_cfg).read(OPS_STREAM_PROGRESS).where(F.col("run_id") == result.run_id)
     assert result.row_counts == {
         "bronze.events": manifest["valid_records_expected"]["bronze.events"],
         "bronze.quarantine": sum(manifest["quarantine_expected"]["bronze.events"].values()),
-        "ops.stream_progress": 4,
+        "silver.events": manifest["silver_expected"]["events"],
+        "ops.stream_progress": progress.count(),
     }
-    assert result.metrics["bronze.events"] == {"files": 4, "batches": 2}
-    # Each query's micro-batches are in ops.stream_progress: two of two files each.
-    progress = open_store(spark, stream_cfg).read(OPS_STREAM_PROGRESS).where(F.col("run_id") == result.run_id)
-    batches = sorted((r.query, r.batch_id, r.input_rows) for r in progress.collect())
-    assert batches == [(t, b, 2) for t in ("bronze.events", "bronze.quarantine") for b in (0, 1)]
-    assert progress.where("batch_duration_ms <= 0 OR watermark IS NOT NULL OR state_rows != 0").count() == 0
+    assert (
+        result.metrics["bronze.events"]
+        == result.metrics["silver.events"]
+        == {
+            "files": 4,
+            "batches": 2,
+            "late_rows": 0,
+        }
+    )
+    # Each query's micro-batches are in ops.stream_progress: two of two files each (silver's
+    # query reads them twice, in two branches). Silver's may add a batch without data, which
+    # moves the watermark on and evicts state.
+    batches = sorted((r.query, r.batch_id, r.input_rows) for r in progress.where("input_rows > 0").collect())
+    reads = {"bronze.events": 2, "bronze.quarantine": 2, "silver.events": 4}
+    assert batches == [(t, b, n) for t, n in reads.items() for b in (0, 1)]
+    assert progress.where("input_rows = 0 AND query != 'silver.events'").count() == 0
+    assert progress.where("input_rows = 0").count() <= 1
+    bronze = progress.where(F.col("query") != "silver.events")
+    assert bronze.where("batch_duration_ms <= 0 OR watermark IS NOT NULL OR state_rows != 0").count() == 0
+    # Silver's deduplication keeps state and moves an event-time watermark.
+    last = progress.where("query = 'silver.events' AND batch_id = 1").first()
+    assert last.state_rows > 0 and last.watermark is not None and last.late_rows == 0
 
     # A stream started on the lake ingest loaded skips the files in bronze.ingested_files:
     # the tables equal their versions before it (time travel: pinned, unlike a plain read).
     store = open_store(spark, batch_cfg)
-    before = {spec: store.version(spec) for spec in (BRONZE_EVENTS, BRONZE_QUARANTINE)}
+    before = {spec: store.version(spec) for spec in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS)}
     run_job(spark, batch_cfg, "stream", once=True)
     for spec, version in before.items():
         assertDataFrameEqual(store.read(spec), store.read(spec, version=version))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_every_event_exactly_once_across_restarts_and_replays(spark, tmp_path, clickstream, backend):
+def test_every_event_exactly_once_across_restarts_and_replays(spark, tmp_path, clickstream, backend, secret_env):
     source, manifest = clickstream
     landing = tmp_path / "landing"
     events = sorted((source / "shop" / "events").glob("*.jsonl"))
@@ -109,12 +143,15 @@ def test_every_event_exactly_once_across_restarts_and_replays(spark, tmp_path, c
 
     def state():
         ev, bad = _events_quarantine(store)
+        silver = store.read(SILVER_EVENTS)
         return {
-            "versions": (store.version(BRONZE_EVENTS), store.version(BRONZE_QUARANTINE)),
+            "versions": (store.version(BRONZE_EVENTS), store.version(BRONZE_QUARANTINE), store.version(SILVER_EVENTS)),
             "events": ev.count(),
             "event_keys": ev.select(*KEYS).distinct().count(),
             "bad": bad.count(),
             "bad_keys": bad.select(*KEYS).distinct().count(),
+            "silver": silver.count(),
+            "silver_keys": silver.select("event_id").distinct().count(),
         }
 
     deliver(events[:2])
@@ -127,6 +164,7 @@ def test_every_event_exactly_once_across_restarts_and_replays(spark, tmp_path, c
     valid = manifest["valid_records_expected"]["bronze.events"]
     bad = sum(manifest["quarantine_expected"]["bronze.events"].values())
     assert (full["events"], full["event_keys"], full["bad"], full["bad_keys"]) == (valid, valid, bad, bad)
+    assert full["silver"] == full["silver_keys"] == manifest["silver_expected"]["events"]
     assert valid + bad == manifest["records_expected"]["bronze.events"]
     assert full["events"] > first["events"]
 
@@ -136,13 +174,98 @@ def test_every_event_exactly_once_across_restarts_and_replays(spark, tmp_path, c
 
     # A crash after the table commit but before the checkpoint's commit: Spark runs the
     # last batch again, and the write skips it (Delta's sink, or append_once's txn check).
-    for table in ("bronze.events", "bronze.quarantine"):
+    for table in ("bronze.events", "bronze.quarantine", "silver.events"):
         commits = Path(checkpoint_folder(cfg)) / table / "commits"
         last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         last.unlink()
         (commits / f".{last.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of it
     run_job(spark, cfg, "stream", once=True)
     assert state() == full
+
+
+def test_streamed_silver_events_equal_the_batch_clean(spark, silver_lake, tmp_path, secret_env):
+    """On a whole shop's lake (registered customers, a catalogue), taken through ingest and
+    clean: with its events removed from bronze and silver, the stream's silver.events equal
+    what clean published, person keys and unknown-item flags included."""
+    lake = silver_lake(users=150, days=30)
+    cfg = lake.copy_to(tmp_path, "stream.max_files_per_trigger=100")
+    store = open_store(spark, cfg)
+    for spec in (BRONZE_EVENTS, SILVER_EVENTS):
+        shutil.rmtree(store.path(spec))
+    store.delete_where(BRONZE_INGESTED_FILES, "feed = 'events'")
+    result = run_job(spark, cfg, "stream", once=True)
+
+    published = open_store(spark, lake.cfg).read(SILVER_EVENTS)
+    streamed = store.read(SILVER_EVENTS)
+    assert result.row_counts["silver.events"] == published.count() == lake.manifest["silver_expected"]["events"]
+    # The comparison covers events of registered people (keys from silver.user_key_map:
+    # merged registrations share one) and of anonymous visitors (no key), not one kind only.
+    people = open_store(spark, lake.cfg).read(SILVER_USER_KEY_MAP).select("user_key").distinct()
+    registered = published.join(people, "user_key").count()
+    assert 0 < registered == published.where(F.col("user_key").isNotNull()).count() < published.count()
+    assertDataFrameEqual(streamed, published)
+
+
+def _event(ts: datetime, event_id: str | None, user: str = "C1", product: str = "P1") -> dict:
+    line = {"user_id": user, "session_id": "S1", "event_type": "view", "product_id": product, "page": "product_detail"}
+    line["ts"] = int(ts.timestamp() * 1000)
+    line["context"] = {"channel": "app", "device": "Pixel 8", "ip": "10.1.2.3"}
+    return line if event_id is None else {"event_id": event_id, **line}
+
+
+def test_late_and_duplicate_events_are_dropped_as_configured(spark, tmp_path, secret_env):
+    """Three files, one micro-batch each (watermark 60 s): duplicates by id within and
+    across batches, id-less copies within the 10 s dedup window of the previous copy
+    (across batches too), and an event an hour behind the newest one seen."""
+    t0 = datetime(2024, 3, 1, 10, 0)
+    at = lambda seconds: t0 + timedelta(seconds=seconds)  # noqa: E731
+    files = [
+        # A, B; A again; id-less X at +100, its copy 5 s later (dropped), X again at +200 (kept)
+        [_event(at(150), "A"), _event(at(60), "B"), _event(at(150), "A"), _event(at(100), None),
+         _event(at(105), None), _event(at(200), None)],
+        # A a third time (its state is kept: +150 is inside the watermark); X 5 s after +200: a
+        # copy across batches; C an hour later moves the watermark to +3540
+        [_event(at(150), "A"), _event(at(205), None), _event(at(3600), "C")],
+        # D at +30 is late (behind the watermark); E is not
+        [_event(at(30), "D"), _event(at(3601), "E")],
+    ]  # fmt: skip
+    folder = tmp_path / "landing" / "shop" / "events"
+    folder.mkdir(parents=True)
+    for n, lines in enumerate(files):
+        path = folder / f"events_{n}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))  # read in this order
+    cfg = make_config(tmp_path, "stream.max_files_per_trigger=1", "stream.watermark_seconds=60")
+    result = run_job(spark, cfg, "stream", once=True)
+
+    store = open_store(spark, cfg)
+    assert store.read(BRONZE_EVENTS).count() == 11  # bronze keeps every record
+    silver = store.read(SILVER_EVENTS)
+    ids = sorted(r.event_id for r in silver.where(F.col("event_id").isin("A", "B", "C", "D", "E")).collect())
+    assert ids == ["A", "B", "C", "E"]
+    copies = sorted(r.event_time for r in silver.where(F.col("event_id").startswith("h-")).collect())
+    assert copies == [at(100), at(200)]
+    assert result.metrics["silver.events"]["late_rows"] == 1
+    late = store.read(OPS_STREAM_PROGRESS).where(F.col("query") == "silver.events").agg(F.sum("late_rows")).first()[0]
+    assert late == 1
+    # The report's Streaming section shows it.
+    summary = {q["query"]: q for q in read_streaming(store)["queries"]}
+    assert (summary["silver.events"]["late_rows"], summary["bronze.events"]["late_rows"]) == (1, 0)
+
+    # The batch clean of the same files (another lake; with the catalogue clean's gate wants)
+    # keeps the late event and drops the same copies.
+    products = tmp_path / "landing" / "shop" / "products"
+    products.mkdir()
+    (products / "products.csv").write_text(
+        "product_id,product_name,category_l1,category_l2,category_l3,brand,price,updated_at\n"
+        "P1,Shirt,Apparel,Tops,Shirts,Acme,19.90,2024-02-01 00:00:00\n"
+    )
+    batch = make_config(tmp_path / "batch", f"landing.root={tmp_path / 'landing'}")
+    run_job(spark, batch, "ingest")
+    run_job(spark, batch, "clean")
+    cleaned = open_store(spark, batch).read(SILVER_EVENTS)
+    assert sorted(r.event_id for r in cleaned.where(~F.col("event_id").startswith("h-")).collect()) == [*"ABCDE"]
+    assert sorted(r.event_time for r in cleaned.where(F.col("event_id").startswith("h-")).collect()) == copies
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

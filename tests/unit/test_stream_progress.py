@@ -19,7 +19,7 @@ BATCH = {
     "processedRowsPerSecond": 1.0869565217391304,
     "durationMs": {"addBatch": 1500, "getBatch": 12, "latestOffset": 30, "triggerExecution": 1840},
     "eventTime": {"watermark": "2024-03-01T09:50:00.000Z", "max": "2024-03-01T09:59:58.000Z"},
-    "stateOperators": [{"numRowsTotal": 120, "numRowsUpdated": 7}, {"numRowsTotal": 5}],
+    "stateOperators": [{"numRowsTotal": 120, "numRowsUpdated": 7, "numRowsDroppedByWatermark": 3}, {"numRowsTotal": 5}],
     "sources": [],
     "sink": {},
 }
@@ -38,6 +38,7 @@ def test_a_batch_becomes_one_row_with_utc_times():
         "batch_duration_ms": 1840,
         "watermark": datetime(2024, 3, 1, 9, 50),
         "state_rows": 125,
+        "late_rows": 3,
     }
 
 
@@ -55,5 +56,5 @@ def test_no_watermark_no_state_and_nan_rates():
         "processedRowsPerSecond": float("nan"),
     }
     row = batch_progress(plain, "run-1", "bronze.quarantine")
-    assert row["watermark"] is None and row["state_rows"] == 0
+    assert row["watermark"] is None and row["state_rows"] == 0 and row["late_rows"] == 0
     assert row["input_rows_per_second"] is None and row["processed_rows_per_second"] is None
