@@ -413,13 +413,28 @@ class ChurnConfig(StrictModel):
     seed: int = 42
 
 
+Confidence = Literal["raw", "log1p", "bm25", "tfidf"]
+
+
 class AlsGridConfig(StrictModel):
-    """ALS hyperparameters tried on the validation split (every combination)."""
+    """ALS hyperparameters searched on the validation split (``recommend.search``)."""
 
     rank: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
     reg_param: list[float] = Field(default_factory=lambda: [0.05, 0.3], min_length=1)
     alpha: list[float] = Field(default_factory=lambda: [5.0, 20.0], min_length=1)
     max_iter: list[int] = Field(default_factory=lambda: [10], min_length=1)
+    confidence: list[Confidence] = Field(
+        default_factory=lambda: ["raw"],
+        min_length=1,
+        description="Transforms of the user-item strength before ALS (common.confidence).",
+    )
+
+
+class Bm25Config(StrictModel):
+    """The bm25 confidence transform's parameters (implicit's bm25_weight defaults)."""
+
+    k1: float = Field(100.0, gt=0, description="Term-frequency saturation.")
+    b: float = Field(0.8, ge=0, le=1, description="Weight of the row (user) length normalisation.")
 
 
 RecommendCandidate = Literal["als", "item_knn", "sar", "most_popular"]
@@ -493,6 +508,8 @@ class RecommendConfig(StrictModel):
     )
     half_life_days: float | None = Field(None, gt=0, description="Time decay half-life; null: no decay.")
     grid: AlsGridConfig = Field(default_factory=AlsGridConfig)
+    bm25: Bm25Config = Field(default_factory=Bm25Config)
+    bm25: Bm25Config = Field(default_factory=Bm25Config)
     preferred_categories: int = Field(2, gt=0, description="Categories per user in the category-popularity baseline.")
     similar_items: int = Field(10, ge=0, description="Neighbours per item in gold.similar_items; 0 skips the table.")
     similar_max_mb: int = Field(

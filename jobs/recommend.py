@@ -64,7 +64,8 @@ from pyspark.sql import functions as F
 
 from common import artifacts, markdown, ranking
 from common.asof import on_or_before, publish_as_of, resolve_as_of
-from common.config import RecommendConfig, ShopLakeConfig
+from common.confidence import RAW, apply_confidence
+from common.config import Bm25Config, RecommendConfig, ShopLakeConfig
 from common.content import content_neighbours, content_scores, item_vectors
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
@@ -106,21 +107,32 @@ class AlsParams:
     reg_param: float
     alpha: float
     max_iter: int
+    confidence: str = RAW  # common.confidence transform of the strength
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "reg_param": self.reg_param, "alpha": self.alpha, "max_iter": self.max_iter}
+        return {
+            "rank": self.rank,
+            "reg_param": self.reg_param,
+            "alpha": self.alpha,
+            "max_iter": self.max_iter,
+            "confidence": self.confidence,
+        }
 
 
 def grid(cfg: RecommendConfig) -> list[AlsParams]:
     g = cfg.grid
-    return [AlsParams(*combo) for combo in itertools.product(g.rank, g.reg_param, g.alpha, g.max_iter)]
+    combos = itertools.product(g.rank, g.reg_param, g.alpha, g.max_iter, g.confidence)
+    return [AlsParams(*combo) for combo in combos]
 
 
 # ---------------------------------------------------------------------------- fitting
-def fit_als(train: DataFrame, params: AlsParams, seed: int) -> tuple[ALSModel, IdMap]:
-    """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows."""
+def fit_als(train: DataFrame, params: AlsParams, seed: int, bm25: Bm25Config | None = None) -> tuple[ALSModel, IdMap]:
+    """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows, the strength
+    first transformed by ``params.confidence`` (``bm25``: that transform's k1 and b)."""
+    bm25 = bm25 or Bm25Config()
     ids = IdMap.fit(train)
-    indexed = ids.to_index(train).select("user_idx", "item_idx", "strength")
+    weighted = apply_confidence(train, params.confidence, bm25.k1, bm25.b)
+    indexed = ids.to_index(weighted).select("user_idx", "item_idx", "strength")
     als = ALS(
         rank=params.rank,
         regParam=params.reg_param,
@@ -271,7 +283,7 @@ def fit_candidate(method: str, train: DataFrame, rc: RecommendConfig, params: Al
     """Fit ``method`` on ``train``; the neighbour tables are persisted (callers unpersist via release)."""
     if method == ALS_METHOD:
         assert params is not None
-        return Fitted(method, als=fit_als(train, params, rc.seed))
+        return Fitted(method, als=fit_als(train, params, rc.seed, rc.bm25))
     if method == ITEM_KNN:
         return Fitted(method, neighbours=knn_neighbours(train, rc.knn.neighbours).persist())
     if method == SAR:
@@ -638,7 +650,7 @@ def run(
         similar = None
         if interactions.limit(1).count():
             if chosen == ALS_METHOD or rc.similar_items:
-                model, ids = fit_als(interactions, params, rc.seed)
+                model, ids = fit_als(interactions, params, rc.seed, rc.bm25)
                 folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
                 model.write().overwrite().save(f"{folder}/als")
                 ids.save(folder)
