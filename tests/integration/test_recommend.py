@@ -20,6 +20,7 @@ from tests.conftest import TEST_SECRET, make_config
 # Four grid points keep the test quick (the job's default grid is larger); the default
 # search halves them: four fits at 3 iterations, the best two refitted at 10.
 SMALL_GRID = [
+    "recommend.search.strategy=halving",
     "recommend.grid.rank=[16]",
     "recommend.grid.reg_param=[0.3]",
     "recommend.grid.alpha=[5.0, 20.0]",
