@@ -74,7 +74,7 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
     results = []
     for run in range(1, runs + 1):
         began = time.perf_counter()
-        model, ids = fit_als(train, params, rc.seed)
+        model, ids = fit_als(train, params, rc.seed, rc.bm25)
         als_s = time.perf_counter() - began
         began = time.perf_counter()
         n_recs = als_candidates(model, ids, train, None, rc.top_n).count()

@@ -423,13 +423,42 @@ class ChurnConfig(StrictModel):
     seed: int = 42
 
 
-class AlsGridConfig(StrictModel):
-    """ALS hyperparameters tried on the validation split (every combination)."""
+Confidence = Literal["raw", "log1p", "bm25", "tfidf"]
 
-    rank: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
-    reg_param: list[float] = Field(default_factory=lambda: [0.05, 0.3], min_length=1)
-    alpha: list[float] = Field(default_factory=lambda: [5.0, 20.0], min_length=1)
+
+class AlsGridConfig(StrictModel):
+    """ALS hyperparameters searched on the validation split (``recommend.search``)."""
+
+    rank: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=1)
+    reg_param: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0], min_length=1)
+    alpha: list[float] = Field(default_factory=lambda: [1.0, 5.0, 20.0, 80.0], min_length=1)
     max_iter: list[int] = Field(default_factory=lambda: [10], min_length=1)
+    confidence: list[Confidence] = Field(
+        default_factory=lambda: ["raw", "log1p", "bm25"],
+        min_length=1,
+        description="Transforms of the user-item strength before ALS (common.confidence).",
+    )
+
+
+class Bm25Config(StrictModel):
+    """The bm25 confidence transform's parameters (implicit's bm25_weight defaults)."""
+
+    k1: float = Field(100.0, gt=0, description="Term-frequency saturation.")
+    b: float = Field(0.8, ge=0, le=1, description="Weight of the row (user) length normalisation.")
+
+
+class SearchConfig(StrictModel):
+    """How the ALS grid is searched on the validation split."""
+
+    strategy: Literal["grid", "halving"] = Field(
+        "halving", description="grid: every combination; halving: successive halving over sampled points."
+    )
+    points: int = Field(9, gt=0, description="Halving: grid points sampled (seeded by recommend.seed).")
+    min_iter: int = Field(3, gt=0, description="Halving: ALS iterations of the first rung.")
+    keep: int = Field(3, ge=2, description="Halving: each rung keeps the best 1/keep of its points.")
+    search_budget_s: float | None = Field(
+        1800.0, gt=0, description="Seconds the search may take; when reached it stops with the best so far."
+    )
 
 
 RecommendCandidate = Literal["als", "item_knn", "sar", "most_popular"]
@@ -503,6 +532,10 @@ class RecommendConfig(StrictModel):
     )
     half_life_days: float | None = Field(None, gt=0, description="Time decay half-life; null: no decay.")
     grid: AlsGridConfig = Field(default_factory=AlsGridConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    bm25: Bm25Config = Field(default_factory=Bm25Config)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    bm25: Bm25Config = Field(default_factory=Bm25Config)
     preferred_categories: int = Field(2, gt=0, description="Categories per user in the category-popularity baseline.")
     similar_items: int = Field(10, ge=0, description="Neighbours per item in gold.similar_items; 0 skips the table.")
     similar_max_mb: int = Field(

@@ -7,9 +7,12 @@ then top-N recommendations from the winner and similar items as of a date.
    ``test_days``), test on purchases after it. ``random`` (data without useful
    times): a seeded per-user holdout of ``test_fraction`` of each user's bought
    items. Validation is carved from the training side the same way, so the
-   hyperparameters (``recommend.grid``) never see the test period. Every
-   candidate of ``recommend.candidates`` is scored on validation (ALS at its best
-   grid point) and the best NDCG@k wins (ties: the earlier candidate). All of them,
+   hyperparameters (``recommend.grid``) never see the test period. ALS's point
+   (rank, regParam, alpha, iterations and the common.confidence transform of the
+   strength) comes from ``recommend.search``: every grid point, or successive halving
+   over a seeded sample (common.search), within ``search_budget_s``. Every
+   candidate of ``recommend.candidates`` is scored on validation (ALS at its chosen
+   point) and the best NDCG@k wins (ties: the earlier candidate). All of them,
    plus the category-popularity baseline, are evaluated once on test through the
    same code.
 
@@ -54,7 +57,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -64,7 +68,8 @@ from pyspark.sql import functions as F
 
 from common import artifacts, markdown, ranking
 from common.asof import on_or_before, publish_as_of, resolve_as_of
-from common.config import RecommendConfig, ShopLakeConfig
+from common.confidence import RAW, apply_confidence
+from common.config import Bm25Config, RecommendConfig, ShopLakeConfig
 from common.content import content_neighbours, content_scores, item_vectors
 from common.delta import DeltaStore, open_store
 from common.errors import InputError
@@ -72,6 +77,7 @@ from common.interactions import IdMap, aggregate, purchases_between, raw_interac
 from common.neighbours import check_dense_size, dense_top_k, sparse_top_k
 from common.paths import is_local
 from common.runlog import JobResult, new_run_id
+from common.search import Trial, grid_search, sample_points, successive_halving
 from common.tables import (
     GOLD_RECOMMENDATIONS,
     GOLD_SIMILAR_ITEMS,
@@ -106,21 +112,32 @@ class AlsParams:
     reg_param: float
     alpha: float
     max_iter: int
+    confidence: str = RAW  # common.confidence transform of the strength
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "reg_param": self.reg_param, "alpha": self.alpha, "max_iter": self.max_iter}
+        return {
+            "rank": self.rank,
+            "reg_param": self.reg_param,
+            "alpha": self.alpha,
+            "max_iter": self.max_iter,
+            "confidence": self.confidence,
+        }
 
 
 def grid(cfg: RecommendConfig) -> list[AlsParams]:
     g = cfg.grid
-    return [AlsParams(*combo) for combo in itertools.product(g.rank, g.reg_param, g.alpha, g.max_iter)]
+    combos = itertools.product(g.rank, g.reg_param, g.alpha, g.max_iter, g.confidence)
+    return [AlsParams(*combo) for combo in combos]
 
 
 # ---------------------------------------------------------------------------- fitting
-def fit_als(train: DataFrame, params: AlsParams, seed: int) -> tuple[ALSModel, IdMap]:
-    """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows."""
+def fit_als(train: DataFrame, params: AlsParams, seed: int, bm25: Bm25Config | None = None) -> tuple[ALSModel, IdMap]:
+    """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows, the strength
+    first transformed by ``params.confidence`` (``bm25``: that transform's k1 and b)."""
+    bm25 = bm25 or Bm25Config()
     ids = IdMap.fit(train)
-    indexed = ids.to_index(train).select("user_idx", "item_idx", "strength")
+    weighted = apply_confidence(train, params.confidence, bm25.k1, bm25.b)
+    indexed = ids.to_index(weighted).select("user_idx", "item_idx", "strength")
     als = ALS(
         rank=params.rank,
         regParam=params.reg_param,
@@ -271,7 +288,7 @@ def fit_candidate(method: str, train: DataFrame, rc: RecommendConfig, params: Al
     """Fit ``method`` on ``train``; the neighbour tables are persisted (callers unpersist via release)."""
     if method == ALS_METHOD:
         assert params is not None
-        return Fitted(method, als=fit_als(train, params, rc.seed))
+        return Fitted(method, als=fit_als(train, params, rc.seed, rc.bm25))
     if method == ITEM_KNN:
         return Fitted(method, neighbours=knn_neighbours(train, rc.knn.neighbours).persist())
     if method == SAR:
@@ -407,27 +424,71 @@ def evaluate_methods(
 
 def choose_params(
     split: Split, raw: DataFrame, products: DataFrame, cfg: RecommendConfig, catalogue_size: int
-) -> tuple[AlsParams, list[dict[str, Any]]]:
-    """The grid point with the best NDCG@k on the validation split (ties: first in grid order)."""
-    candidates = grid(cfg)
+) -> tuple[AlsParams, list[dict[str, Any]], dict[str, Any]]:
+    """The ALS point with the best validation NDCG@k, by ``recommend.search``: every grid
+    point (``grid``, ties: first in grid order) or successive halving over a seeded sample
+    (``halving``), within ``search_budget_s``. Returns the point, every trial as a
+    ``validation`` row and the search's description (strategy, seed, chosen row)."""
+    s, k = cfg.search, cfg.k
+    described: dict[str, Any] = {"strategy": s.strategy, "seed": cfg.seed, "budget_s": s.search_budget_s}
     if split.train.limit(1).count() == 0 or split.relevant.limit(1).count() == 0:
-        return candidates[0], []
-    results = []
-    k = cfg.k
-    for params in candidates:
+        return grid(cfg)[0], [], {**described, "skipped": "no training or validation purchases"}
+
+    def evaluate(params: AlsParams, iterations: int | None) -> tuple[float, dict[str, Any]]:
+        if iterations is not None:
+            params = replace(params, max_iter=iterations)
         fitted = fit_candidate(ALS_METHOD, split.train, cfg, params)
-        lists = rank_lists(fitted, split, raw, products, cfg, k)
-        metrics = evaluate_method(lists, split, k, catalogue_size)
-        results.append(
-            {
-                **params.as_dict(),
-                f"ndcg@{k}": metrics[f"ndcg@{k}"],
-                f"precision@{k}": metrics[f"precision@{k}"],
-                "users": metrics["users"],
-            }
+        metrics = evaluate_method(rank_lists(fitted, split, raw, products, cfg, k), split, k, catalogue_size)
+        return metrics[f"ndcg@{k}"], {n: metrics[n] for n in (f"precision@{k}", "users")}
+
+    started = time.monotonic()
+    if s.strategy == "grid":
+        result = grid_search(grid(cfg), evaluate, s.search_budget_s)
+    else:
+        sampled = sample_points(halving_points(cfg), s.points, cfg.seed)
+        described["points"] = len(sampled)
+        result = successive_halving(sampled, evaluate, s.min_iter, max(cfg.grid.max_iter), s.keep, s.search_budget_s)
+    tried = [_tried_row(t, k) for t in result.trials]
+    chosen = replace(result.best, max_iter=result.best_trial.iterations or result.best.max_iter)
+    described |= {
+        "rung_iterations": result.rung_iterations,
+        "fits": len(tried),
+        "stopped_by_budget": result.stopped_by_budget,
+        "seconds": round(time.monotonic() - started, 1),
+        "chosen": _tried_row(result.best_trial, k),
+    }
+    if result.stopped_by_budget:
+        log.warning(
+            "recommend: ALS search stopped by recommend.search.search_budget_s (%s s) after %d fits; "
+            "keeping the best so far: %s",
+            s.search_budget_s,
+            len(tried),
+            chosen.as_dict(),
         )
-    best = max(range(len(candidates)), key=lambda i: (results[i][f"ndcg@{k}"], -i))
-    return candidates[best], results
+    log.info(
+        "recommend: ALS %s search, %d fits in %.0f s, chosen %s", s.strategy, len(tried), described["seconds"], chosen
+    )
+    return chosen, tried, described
+
+
+def halving_points(cfg: RecommendConfig) -> list[AlsParams]:
+    """One point per (rank, reg_param, alpha, confidence), at the largest ``max_iter``
+    (halving sets each rung's iterations itself)."""
+    g = cfg.grid
+    combos = itertools.product(g.rank, g.reg_param, g.alpha, g.confidence)
+    return [AlsParams(rank, reg, alpha, max(g.max_iter), conf) for rank, reg, alpha, conf in combos]
+
+
+def _tried_row(trial: Trial[AlsParams], k: int) -> dict[str, Any]:
+    """A ``validation`` row: the point as fitted, its rung, validation metrics and seconds."""
+    point = trial.point if trial.iterations is None else replace(trial.point, max_iter=trial.iterations)
+    return {
+        **point.as_dict(),
+        "rung": trial.rung,
+        f"ndcg@{k}": trial.score,
+        **trial.extras,
+        "seconds": round(trial.seconds, 1),
+    }
 
 
 def choose_candidate(validation: dict[str, dict[str, Any]], order: list[str], k: int) -> str:
@@ -638,7 +699,7 @@ def run(
         similar = None
         if interactions.limit(1).count():
             if chosen == ALS_METHOD or rc.similar_items:
-                model, ids = fit_als(interactions, params, rc.seed)
+                model, ids = fit_als(interactions, params, rc.seed, rc.bm25)
                 folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
                 model.write().overwrite().save(f"{folder}/als")
                 ids.save(folder)
@@ -689,6 +750,7 @@ def run(
         "test": test,
         # After "test": the report's comparison chart draws the first dict of method dicts.
         "validation_candidates": evaluation["validation_candidates"],
+        "search": evaluation["search"],
         "cold_start": evaluation.get("cold_start", "skipped: recommend.content.enabled is false or no products"),
         # Of the published (chosen) model.
         f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
@@ -744,17 +806,16 @@ def _evaluate(
     k = rc.k
     candidates = list(dict.fromkeys(rc.candidates))
     validated = validation.train.limit(1).count() and validation.relevant.limit(1).count()
-    params, tried = grid(rc)[0], []
+    params, tried, search = grid(rc)[0], [], {"skipped": "als is not a candidate"}
     if ALS_METHOD in candidates:
-        params, tried = choose_params(validation, raw, products, rc, catalogue_size)
+        params, tried, search = choose_params(validation, raw, products, rc, catalogue_size)
     scores: dict[str, dict[str, Any]] = {}
     if validated:
         others = [m for m in candidates if m != ALS_METHOD]
         for method, metrics in evaluate_methods(validation, raw, products, rc, params, catalogue_size, others).items():
             scores[method] = {n: metrics[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
-        best_als = next((t for t in tried if all(t[n] == v for n, v in params.as_dict().items())), None)
-        if best_als is not None:
-            scores[ALS_METHOD] = {n: best_als[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
+        if "chosen" in search:
+            scores[ALS_METHOD] = {n: search["chosen"][n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
     chosen = choose_candidate(scores, candidates, k)
     log.info("recommend: chosen on validation NDCG@%d: %s", k, chosen)
     out: dict[str, Any] = {
@@ -762,6 +823,7 @@ def _evaluate(
         "chosen_model": chosen,
         "chosen_params": params.as_dict(),
         "validation": tried or "skipped: no training or validation purchases",
+        "search": search,
         "validation_candidates": {m: scores[m] for m in candidates if m in scores},
     }
     if test.train.limit(1).count() and test.relevant.limit(1).count():
@@ -821,6 +883,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
             ["method", *names], [[method, *_test_cells(metrics["test"].get(method), names)] for method in METHODS]
         ),
     ]
+    lines += _search_lines(metrics.get("search", {}), metrics["validation"], k)
     lines += _cold_start_lines(metrics.get("cold_start"), k)
     pub = metrics["published"]
     lines += [
@@ -835,6 +898,27 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     return path if is_local(path) else ""
+
+
+SEARCH_COLUMNS = ("rung", "rank", "reg_param", "alpha", "confidence", "max_iter")
+
+
+def _search_lines(search: dict[str, Any], tried: Any, k: int) -> list[str]:
+    """The report's ALS search section: how it searched and every trial on validation."""
+    lines = ["", f"## ALS search (validation NDCG@{k})", ""]
+    if not isinstance(tried, list) or not tried:
+        return [*lines, f"Not searched: {search.get('skipped', tried)}."]
+    budget = search.get("budget_s")
+    lines += [
+        f"Strategy `{search['strategy']}`, seed {search['seed']}, {search['fits']} fits in {search['seconds']} s "
+        f"(budget {'none' if budget is None else f'{budget:g} s'}"
+        f"{', reached: best so far kept' if search['stopped_by_budget'] else ''}); "
+        f"iterations per rung: {search['rung_iterations']}.",
+        "",
+    ]
+    names = [f"ndcg@{k}", f"precision@{k}"]
+    rows = [[str(t[c]) for c in SEARCH_COLUMNS] + [f"{t[n]:.4f}" for n in names] + [str(t["seconds"])] for t in tried]
+    return [*lines, *markdown.table([*SEARCH_COLUMNS, *names, "seconds"], rows)]
 
 
 def _cold_start_lines(cold: Any, k: int) -> list[str]:

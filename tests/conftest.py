@@ -44,6 +44,13 @@ TEST_SPARK_CONF = [
     # Exact keys only: Splink adds about 40-50 s to every clean here (2 cores), and the suite
     # cleans dozens of lakes. Tests about identity set clean.identity.method=splink themselves.
     "clean.identity.method=exact",
+    # Two ALS fits, not the default search's twelve: most tests only need recommendations to
+    # exist. tests/integration/test_recommend.py sets the halving search back and checks it.
+    "recommend.search.strategy=grid",
+    "recommend.grid.rank=[16]",
+    "recommend.grid.reg_param=[0.3]",
+    "recommend.grid.alpha=[5.0, 20.0]",
+    "recommend.grid.confidence=[raw]",
 ]
 
 

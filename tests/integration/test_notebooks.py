@@ -40,7 +40,12 @@ def test_every_notebook_is_stripped_and_declares_its_jobs():
         assert not any("sys.path" in c.source for c in code), f"{path.name}: import the installed project instead"
 
 
-ONE_POINT_ALS_GRID = ["recommend.grid.rank=[16]", "recommend.grid.reg_param=[0.3]", "recommend.grid.alpha=[5.0]"]
+ONE_POINT_ALS_GRID = [
+    "recommend.grid.rank=[16]",
+    "recommend.grid.reg_param=[0.3]",
+    "recommend.grid.alpha=[5.0]",
+    "recommend.grid.confidence=[raw]",
+]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

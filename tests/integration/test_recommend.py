@@ -17,8 +17,15 @@ from jobs.basket import baskets_from_silver, mine
 from jobs.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
-# Two grid points keep the test quick; the job's default grid is larger.
-SMALL_GRID = ["recommend.grid.rank=[16]", "recommend.grid.reg_param=[0.3]", "recommend.grid.alpha=[5.0, 20.0]"]
+# Four grid points keep the test quick (the job's default grid is larger); the default
+# search halves them: four fits at 3 iterations, the best two refitted at 10.
+SMALL_GRID = [
+    "recommend.search.strategy=halving",
+    "recommend.grid.rank=[16]",
+    "recommend.grid.reg_param=[0.3]",
+    "recommend.grid.alpha=[5.0, 20.0]",
+    "recommend.grid.confidence=[raw, log1p]",
+]
 CANDIDATES = {"als", "item_knn", "sar", "most_popular"}
 TESTED = CANDIDATES | {"category_popular"}
 
@@ -64,7 +71,17 @@ def test_als_beats_most_popular_on_held_out_purchases(recommended):
     # Hyperparameters came from the validation split, carved from training only.
     split = result.metrics["split"]
     assert split["validation"]["test_until"] == split["train_until"]
-    assert len(result.metrics["validation"]) == 2
+    # Successive halving over the four points, seeded; every trial recorded with its rung.
+    tried, search = result.metrics["validation"], result.metrics["search"]
+    assert [(t["rung"], t["max_iter"]) for t in tried] == [(0, 3)] * 4 + [(1, 10)] * 2
+    assert {(t["alpha"], t["confidence"]) for t in tried} == {(a, c) for a in (5.0, 20.0) for c in ("raw", "log1p")}
+    assert all(t["seconds"] > 0 and 0 <= t["precision@10"] <= 1 for t in tried)
+    # The best two of rung 0 (stable sort: ties keep sample order), best first, go on.
+    best_two = sorted(tried[:4], key=lambda t: -t["ndcg@10"])[:2]
+    assert [(t["alpha"], t["confidence"]) for t in tried[4:]] == [(t["alpha"], t["confidence"]) for t in best_two]
+    assert search["strategy"] == "halving" and search["seed"] == 42 and search["fits"] == 6
+    assert search["chosen"] == max(tried[4:], key=lambda t: t["ndcg@10"])
+    assert {k: search["chosen"][k] for k in result.metrics["chosen_params"]} == result.metrics["chosen_params"]
 
 
 def test_the_best_validation_candidate_publishes_and_beats_most_popular(recommended):
@@ -76,8 +93,9 @@ def test_the_best_validation_candidate_publishes_and_beats_most_popular(recommen
     assert set(validation) == CANDIDATES
     best = max(validation, key=lambda m: validation[m]["ndcg@10"])
     assert metrics["chosen_model"] == best == metrics["published"]["model"]
-    # ALS's validation figure is its chosen grid point's.
-    assert validation["als"]["ndcg@10"] == max(t["ndcg@10"] for t in metrics["validation"])
+    # ALS's validation figure is its chosen point's: the best of the last rung.
+    last = max(t["rung"] for t in metrics["validation"])
+    assert validation["als"]["ndcg@10"] == max(t["ndcg@10"] for t in metrics["validation"] if t["rung"] == last)
     test = metrics["test"]
     assert test[best]["ndcg@10"] >= 1.5 * test["most_popular"]["ndcg@10"]
     gain = metrics["ndcg@10_relative_gain_vs_most_popular"]
@@ -88,9 +106,10 @@ def test_als_gains_at_least_half_over_most_popular(recommended):
     """Issue #5 acceptance. The generator plants taste clusters of brands across
     categories (jobs.generate TASTE_CLUSTERS), which collaborative filtering learns and
     popularity cannot. Measured on this shop (600 users x 120 days, seed 7), NDCG@10 on
-    84 test users with SMALL_GRID (chosen: rank 16, regParam 0.3, alpha 5): ALS 0.1850,
-    most popular 0.0818 (ALS / most popular = 2.26), category popular 0.0980. The job's
-    default grid chooses rank 32, regParam 0.3, alpha 5 on validation: ALS 0.1918 (2.34x)."""
+    84 test users with SMALL_GRID halved (chosen: rank 16, regParam 0.3, alpha 5, log1p):
+    ALS 0.1786, most popular 0.0818 (ALS / most popular = 2.18), category popular 0.0980.
+    Before the search (two raw points) ALS was 0.1850; the former default 8-point grid chose
+    rank 32, regParam 0.3, alpha 5 on validation: ALS 0.1918 (2.34x)."""
     _, result = recommended
     test = result.metrics["test"]
     assert test["als"]["ndcg@10"] >= 1.5 * test["most_popular"]["ndcg@10"]
@@ -167,6 +186,11 @@ def test_report_shows_every_method_side_by_side(recommended):
         mark = "yes" if method == chosen else ""
         assert re.search(rf"^\| {method} \| (0\.\d{{4}} \| ){{4}}{mark} *\|$", text, re.M), method
     assert "reasons: fallback" in text
+    # The ALS search section: every trial with its rung, iterations, validation figures and seconds.
+    assert "## ALS search (validation NDCG@10)" in text and "Strategy `halving`, seed 42, 6 fits in" in text
+    trial = r"^\| {rung} \| 16 \| 0\.3 \| (5|20)\.0 \| (raw|log1p) \| {it} \| 0\.\d{{4}} \| 0\.\d{{4}} \| [\d.]+ \|$"
+    assert len(re.findall(trial.format(rung=0, it=3), text, re.M)) == 4
+    assert len(re.findall(trial.format(rung=1, it=10), text, re.M)) == 2
     # The cold-start section (issue #19). This shop launches nothing: every product bought in the
     # test period was touched before it, so there is no test case (tests/integration/
     # test_recommend_cold_start.py evaluates a shop with launches).

@@ -34,6 +34,8 @@ def test_cluster_env_leaves_master_to_the_launcher():
         ("recommend.content.neighbors=5", "recommend.content.neighbors: unknown key"),
         ("recommend.content.features=[name, colour]", "recommend.content.features.1"),
         ("recommend.content.num_features=0", "recommend.content.num_features"),
+        ("recommend.grid.confidence=[raw, bm42]", "recommend.grid.confidence.1"),
+        ("recommend.bm25.b=1.5", "recommend.bm25.b"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 
+import pytest
+from pyspark.sql import functions as F
+
 from common.config import ItemKnnConfig, RecommendConfig, SarConfig
 from common.interactions import aggregate
 from common.neighbours import sparse_top_k
@@ -160,3 +163,22 @@ def test_items_als_has_not_seen_take_content_neighbours_before_the_category_fall
     )
     assert cold == [("d", 1, "a", 0.9, "content"), ("d", 2, "e", 0.5, "content"), ("e", 1, "c", 0.0, "fallback")]
     assert {r["reason"] for r in rows if r["item_id"] in "abc"} == {"model"}
+
+
+def test_fit_als_fits_the_confidence_transformed_strength(spark):
+    """ALS sees the transformed strength: a log1p fit equals a raw fit of log1p strengths
+    (same seed), and an unknown transform fails before fitting."""
+    from jobs.recommend import AlsParams, fit_als
+
+    train = train_df(spark)
+    point = {"rank": 2, "reg_param": 0.1, "alpha": 1.0, "max_iter": 2}
+
+    def factors(df, confidence):
+        model, _ = fit_als(df, AlsParams(**point, confidence=confidence), seed=1)
+        return [v for r in model.userFactors.orderBy("id").collect() for v in r["features"]]
+
+    logged = factors(train, "log1p")
+    assert logged == pytest.approx(factors(train.withColumn("strength", F.log1p("strength")), "raw"), abs=1e-5)
+    assert logged != pytest.approx(factors(train, "raw"), abs=1e-3)
+    with pytest.raises(ValueError, match="bm42"):
+        fit_als(train, AlsParams(**point, confidence="bm42"), seed=1)
