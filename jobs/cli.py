@@ -11,6 +11,7 @@ Errors end with one line on stderr naming the cause and a non-zero exit code;
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -109,22 +110,46 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "(for probabilistic identity resolution) [generate.duplicates].",
 )
 @click.option("--out", default=None, help="Landing folder to write into [generate.out].")
+@click.option(
+    "--stream",
+    "live",
+    is_flag=True,
+    help="Deliver the events over time (small files in shop/events) for `shoplake stream`; the other "
+    "feeds are written at once. Stops when every event is delivered.",
+)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
+              help="With --stream: event lines per second.")  # fmt: skip
+@click.option("--chunk-seconds", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --stream: one file every this many seconds.")  # fmt: skip
+@click.option("--late-share", type=click.FloatRange(0, 1, max_open=True), default=0.01, show_default=True,
+              help="With --stream: share of events (with a unique id) held back, delivered late.")  # fmt: skip
+@click.option("--late-by-seconds", type=click.FloatRange(min=0), default=900.0, show_default=True,
+              help="With --stream: event time delivered before a held-back event follows.")  # fmt: skip
 @env_option
 @set_option
 @conf_dir_option
 def generate(
-    users, days, seed, start_date, attrition, segment_style, products, duplicates, out, env, overrides, conf_dir
-) -> None:
+    users, days, seed, start_date, attrition, segment_style, products, duplicates, out,
+    live, rate, chunk_seconds, late_share, late_by_seconds, env, overrides, conf_dir,
+) -> None:  # fmt: skip
     """Write deterministic sample landing data for the shop source (customers, products,
     events, orders, order lines, campaign touches) with planted ground truth in
-    shop/_manifest.json."""
+    shop/_manifest.json; with --stream, deliver the events over time (shop/_stream_manifest.json)."""
     from jobs.generate import generate as write_sample
+    from jobs.generate.live import replay
 
     cfg = _config(env, overrides, conf_dir)
     g = cfg.generate
     out_dir = cfg.resolve_path(out or g.out)
     started = time.monotonic()
-    manifest = write_sample(
+    if live:
+        click.echo(f"delivering the events into {out_dir}/shop/events at {rate:g} lines/s (Ctrl-C stops)")
+        write = functools.partial(
+            replay, rate=rate, chunk_seconds=chunk_seconds, late_share=late_share, late_by_seconds=late_by_seconds
+        )
+    else:
+        write = write_sample
+    manifest = write(
         out_dir,
         users=users or g.users,
         days=days or g.days,
@@ -135,6 +160,10 @@ def generate(
         products=products or g.products,
         duplicates=duplicates or g.duplicates,
     )
+    if live:
+        late = len(manifest["late_event_ids"])
+        click.echo(f"delivered {manifest['lines']:,} event lines in {len(manifest['files']):,} files, {late:,} late")
+        manifest = manifest["shop"]
     counts = manifest.get("records_expected", {})
     click.echo(f"generated sample shop data in {out_dir}/shop ({time.monotonic() - started:.1f}s)")
     for table, n in sorted(counts.items()):

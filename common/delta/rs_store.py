@@ -465,6 +465,10 @@ class RsDeltaStore(DeltaStore):
         done = None if dt is None else dt.transaction_version(app_id)
         if done is not None and done >= txn_version:
             log.info("%s: %s version %d is committed already (at %d); skipped", table.name, app_id, txn_version, done)
+            # Still compute the rows, writing nothing: a stream's replayed micro-batch must run
+            # its stateful operators, or Spark refuses the batch (state store commit
+            # validation) and the state of a batch killed before its checkpoint is lost.
+            df.write.format("noop").mode("overwrite").save()
             return dt.version()
         return self._append(table, df, (Transaction(app_id, txn_version),))
 
