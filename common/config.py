@@ -105,6 +105,38 @@ class IngestConfig(StrictModel):
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class LiveConfig(StrictModel):
+    # Live gold tables, refreshed from silver.events after each of the stream's silver micro-batches.
+    enabled: bool = Field(
+        True, description="Refresh gold.live_funnel, gold.live_trending and gold.cart_abandonment_triggers."
+    )
+    trending_minutes: int = Field(60, ge=1, description="gold.live_trending: the sliding window, in event minutes.")
+    trending_top: int = Field(20, ge=1, description="gold.live_trending: products kept, best first.")
+    abandon_minutes: int = Field(
+        30, ge=1, description="An add-to-cart is abandoned when the item is not bought within this many minutes."
+    )
+    trigger_max_age_minutes: int = Field(
+        120,
+        ge=0,
+        description="Carts abandoned longer ago than this (event time, past abandon_minutes) get no trigger: "
+        "a real-time message about an old cart is not sent.",
+    )
+
+
+class KafkaSourceConfig(StrictModel):
+    # `shoplake stream` from a Kafka topic instead of the landing folder: each message's value
+    # is one or more of the feed's records (JSON lines or CSV), parsed as a landing file's.
+    bootstrap_servers: str | None = Field(
+        None, description="host:port[,...]; set to stream this topic instead of the feed's landing folder."
+    )
+    topic: str = Field("shop-events", min_length=1, description="The topic (subscribed; every partition).")
+    starting_offsets: str = Field("earliest", description="Where a new checkpoint starts: earliest or latest.")
+    max_offsets_per_trigger: int | None = Field(None, gt=0, description="Messages per micro-batch at most.")
+    options: dict[str, str] = Field(
+        default_factory=dict, description="More consumer settings, passed as kafka.<key> (security, SASL)."
+    )
+
+
 class StreamConfig(StrictModel):
     # `shoplake stream`: Structured Streaming over one feed's landing folder into bronze (and silver.events).
     source: str = Field("shop", description="Source mapping (conf/sources/<name>.yaml) of the streamed feed.")
@@ -124,6 +156,8 @@ class StreamConfig(StrictModel):
         "ones are dropped from the stream's silver (counted as late_rows; the batch clean keeps them) and "
         "duplicates are remembered this long.",
     )
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    kafka: KafkaSourceConfig = Field(default_factory=KafkaSourceConfig)
 
 
 # The normalised identifiers the Splink model sees (common/identity.py builds them):

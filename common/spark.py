@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from common.config import ShopLakeConfig
 from common.delta import DELTA_REASON_CONF, resolve_backend
-from common.delta.jars import delta_coordinate, jar_folder, local_delta_jars
+from common.delta.jars import delta_coordinate, jar_folder, local_delta_jars, local_kafka_connector_jars
 from common.errors import EnvironmentProblem
 from common.identity import splink_jar
 
@@ -133,6 +133,9 @@ def build_spark(cfg: ShopLakeConfig, extra_conf: dict[str, str] | None = None) -
     if "spark.jars" in delta_conf:
         conf["spark.jars"] = delta_conf["spark.jars"]  # already includes the configured spark.jars
     if launcher is None:
+        # Spark's Kafka source when fetched (`shoplake jars`), for `shoplake stream` from Kafka.
+        kafka = local_kafka_connector_jars(cfg.delta_jars_root)
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars", ""), *kafka]))
         conf.update(splink_session_conf(conf.get("spark.jars", "")))
     conf[DELTA_REASON_CONF] = why
     for key, value in conf.items():

@@ -779,6 +779,56 @@ OPS_STREAM_PROGRESS = TableSpec(
     written_by="stream",
 )
 
+GOLD_LIVE_FUNNEL = gold(
+    "live_funnel",
+    "Per event minute and channel, from the stream's silver.events: sessions seen, views, add-to-carts, "
+    "purchases and purchases per session; minutes the watermark can still change are rewritten by each "
+    "silver micro-batch.",
+    ("minute", T.TimestampType(), False),
+    ("channel", T.StringType(), False),
+    ("events", T.LongType(), False),
+    ("sessions", T.LongType(), False),
+    ("views", T.LongType(), False),
+    ("add_to_carts", T.LongType(), False),
+    ("orders", T.LongType(), False),
+    ("conversion", T.DoubleType()),
+    written_by="stream",
+    keys=("minute", "channel"),
+    partition_by=(),
+)
+
+GOLD_LIVE_TRENDING = gold(
+    "live_trending",
+    "The products most viewed and added to carts in the last stream.live.trending_minutes of event time "
+    "(score = the recommender's event weights), best first; replaced by each silver micro-batch.",
+    ("rank", T.IntegerType(), False),
+    ("item_id", T.StringType(), False),
+    ("views", T.LongType(), False),
+    ("add_to_carts", T.LongType(), False),
+    ("score", T.DoubleType(), False),
+    ("window_start", T.TimestampType(), False),
+    ("window_end", T.TimestampType(), False),
+    written_by="stream",
+    keys=("item_id",),
+    partition_by=(),
+)
+
+GOLD_CART_ABANDONMENT_TRIGGERS = gold(
+    "cart_abandonment_triggers",
+    "One row per real-time cart-abandonment message to send: a consenting customer's add-to-cart whose item "
+    "was not bought within stream.live.abandon_minutes, within campaign.frequency_cap (campaign touches "
+    "and earlier triggers count); appended, never rewritten (a trigger is a message sent).",
+    ("trigger_id", T.StringType(), False),
+    ("user_key", T.StringType(), False),
+    ("item_id", T.StringType(), False),
+    ("added_at", T.TimestampType(), False),
+    ("due_at", T.TimestampType(), False),
+    ("channel", T.StringType()),
+    written_by="stream",
+    keys=("trigger_id",),
+    partition_by=(),
+)
+
 ALL_TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -813,6 +863,9 @@ ALL_TABLES: dict[str, TableSpec] = {
         GOLD_CAMPAIGN_KPIS,
         GOLD_AB_RESULTS,
         OPS_RUN_LOG,
+        GOLD_LIVE_FUNNEL,
+        GOLD_LIVE_TRENDING,
+        GOLD_CART_ABANDONMENT_TRIGGERS,
         OPS_STREAM_PROGRESS,
     )
 }

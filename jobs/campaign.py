@@ -64,10 +64,10 @@ from common.tables import (
     SILVER_ORDERS,
     TableSpec,
 )
+from common.touches import HOLDOUT, was_sent
 
 log = logging.getLogger(__name__)
 
-HOLDOUT = "control"  # the variant name of hold-out rows in campaign touches (not sent)
 HASH_BUCKETS = 2**32
 
 
@@ -402,8 +402,7 @@ def build_audiences(
         .where(
             (F.col("sent_at") < F.lit(end))
             & (F.col("sent_at") >= F.lit(end - timedelta(days=ccfg.frequency_cap.period_days)))
-            & (F.coalesce(F.lower("variant"), F.lit("")) != HOLDOUT)
-            & F.col("user_key").isNotNull()
+            & was_sent()
         )
         .groupBy("user_key")
         .agg(F.count("*").alias("touches"))

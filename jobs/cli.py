@@ -21,7 +21,7 @@ import traceback
 import click
 
 from common.config import ShopLakeConfig, load_config
-from common.errors import DISK_FULL_TEXT, ConfigError, DiskFull, ShopLakeError, is_disk_full
+from common.errors import DISK_FULL_TEXT, ConfigError, DiskFull, EnvironmentProblem, ShopLakeError, is_disk_full
 from jobs.registry import JOBS, PIPELINE
 
 log = logging.getLogger("shoplake")
@@ -305,12 +305,24 @@ def stream(once: bool, env: str, overrides: tuple[str, ...], conf_dir: str | Non
 def jars(env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
     """Fetch the delta-spark jars matching the installed pyspark and delta-spark wheels
     with Maven, once, into lake.jars (default ./jars); local sessions then load them
-    with no download and write through delta-spark (lake.backend auto)."""
-    from common.delta.jars import delta_coordinate, fetch_delta_jars, jar_folder
+    with no download and write through delta-spark (lake.backend auto). Spark's Kafka
+    connector comes too, for `shoplake stream` with stream.kafka set."""
+    from common.delta.jars import (
+        delta_coordinate,
+        fetch_delta_jars,
+        fetch_kafka_connector_jars,
+        jar_folder,
+        kafka_connector_coordinate,
+    )
 
     cfg = _config(env, overrides, conf_dir)
     found = fetch_delta_jars(cfg.delta_jars_root)
     click.echo(f"{delta_coordinate()}: {len(found)} jars in {jar_folder(cfg.delta_jars_root)}")
+    try:
+        kafka = fetch_kafka_connector_jars(cfg.delta_jars_root)
+        click.echo(f"{kafka_connector_coordinate()}: {len(kafka)} jars (`shoplake stream` from Kafka)")
+    except EnvironmentProblem as exc:  # only the Kafka source needs it
+        click.echo(f"warning: {exc}", err=True)
 
 
 @cli.command()

@@ -165,7 +165,8 @@ ON_DEMAND = {
         "stream",
         "jobs.stream",
         "Structured Streaming: new clickstream landing files -> bronze.events and bronze.quarantine as they "
-        "arrive (the ingest parsing and quarantine rules), exactly once, checkpointed; --once stops when done",
+        "arrive (the ingest parsing and quarantine rules), silver.events (clean's rules) and the live gold "
+        "tables (funnel, trending, cart-abandonment triggers), exactly once, checkpointed; --once stops when done",
         ("landing", "stream"),
         ("jobs.stream:check_stream",),
     ),

@@ -4,6 +4,8 @@ A Spark Structured Streaming job: new files in the feed's folder (``stream.sourc
 ``stream.feed``) are read as they arrive, at most ``stream.max_files_per_trigger``
 per micro-batch, one micro-batch every ``stream.trigger_seconds``; ``once=True``
 (``shoplake stream --once``) processes what is there and stops (``availableNow``).
+With ``stream.kafka.bootstrap_servers`` set, the messages of a Kafka topic take the
+place of the files (:func:`kafka_messages`).
 
 Records are split, typed and mapped by :mod:`common.records`, the code of the batch
 ``ingest`` job: the same schema, reasons and bronze rows. Valid records go to the
@@ -21,6 +23,10 @@ as the last ``clean`` published it, others the keyed hash of their id, as in cle
 rows are formed by :mod:`common.events`, clean's own code. Each write is exactly once
 (:meth:`common.delta.DeltaStore.start_stream`: Delta's streaming sink on delta-spark,
 ``foreachBatch`` with Delta transaction ids on delta-rs).
+
+With ``stream.live.enabled`` (the default) each silver micro-batch also brings the live
+gold tables up to date (:func:`refresh_live_tables`, :mod:`common.live`): the funnel
+per minute and channel, trending products and cart-abandonment triggers.
 
 Each micro-batch's progress (rows read, rates, duration, watermark, state rows) is
 logged as it completes and appended to ``ops.stream_progress`` (at most every
@@ -42,11 +48,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -56,8 +63,10 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from common import privacy
 from common.config import ShopLakeConfig
 from common.delta import DeltaStore, open_store
-from common.errors import ConfigError, InputError
+from common.delta.jars import kafka_connector_coordinate
+from common.errors import ConfigError, EnvironmentProblem, InputError
 from common.events import content_event_id, event_content_hash, flag_unknown_items, to_silver_values
+from common.live import abandoned_carts, live_funnel, live_trending, within_frequency_cap
 from common.paths import is_local, local_path
 from common.records import read_options, to_bronze_rows, to_quarantine_rows, tokenize, type_records
 from common.runlog import JobResult, new_run_id
@@ -67,12 +76,18 @@ from common.tables import (
     BRONZE_EVENTS,
     BRONZE_INGESTED_FILES,
     BRONZE_QUARANTINE,
+    GOLD_CART_ABANDONMENT_TRIGGERS,
+    GOLD_LIVE_FUNNEL,
+    GOLD_LIVE_TRENDING,
     OPS_STREAM_PROGRESS,
+    SILVER_CAMPAIGN_TOUCHES,
+    SILVER_CUSTOMERS,
     SILVER_EVENTS,
     SILVER_PRODUCTS,
     SILVER_USER_KEY_MAP,
     TableSpec,
 )
+from common.touches import was_sent
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +162,34 @@ def landing_files(spark: SparkSession, mapping: SourceMapping, feed: FeedSpec, c
             "content",
         )
     )
+
+
+def kafka_messages(spark: SparkSession, cfg: ShopLakeConfig) -> DataFrame:
+    """New messages of ``stream.kafka.topic`` as a stream of (_path, _file_sha, content)
+    rows, each message a file of its own: its value is parsed as a landing file's
+    content; ``kafka://<topic>/<partition>/<offset>`` stands for the file and a hash of
+    that for its content hash (bronze's key with the line number)."""
+    kafka = cfg.stream.kafka
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", kafka.topic)
+        .option("startingOffsets", kafka.starting_offsets)
+        .options(**{f"kafka.{key}": value for key, value in kafka.options.items()})
+    )
+    if kafka.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", kafka.max_offsets_per_trigger)
+    try:
+        messages = reader.load()
+    except AnalysisException as exc:
+        if "kafka" not in str(exc).lower():
+            raise
+        raise EnvironmentProblem(
+            f"stream.kafka: Spark has no Kafka source: run `shoplake jars` (fetches {kafka_connector_coordinate()}), "
+            f"or pass --packages {kafka_connector_coordinate()} to spark-submit"
+        ) from exc
+    where = F.format_string("kafka://%s/%d/%d", "topic", "partition", "offset")
+    return messages.select(where.alias("_path"), F.sha2(where, 256).alias("_file_sha"), F.col("value").alias("content"))
 
 
 def stream_rows(
@@ -266,8 +309,9 @@ def run(
     run_id = run_id or new_run_id("stream")
     store = store or open_store(spark, cfg)
     mapping, feed = stream_feed(cfg)
-    files = landing_files(spark, mapping, feed, cfg)
-    if store.exists(BRONZE_INGESTED_FILES):
+    from_kafka = cfg.stream.kafka.bootstrap_servers is not None
+    files = kafka_messages(spark, cfg) if from_kafka else landing_files(spark, mapping, feed, cfg)
+    if not from_kafka and store.exists(BRONZE_INGESTED_FILES):
         # Files the batch ingest loaded before the stream started are not loaded again.
         done = store.read(BRONZE_INGESTED_FILES).select(F.col("file_sha256").alias("_file_sha"))
         files = files.join(F.broadcast(done), "_file_sha", "left_anti")
@@ -289,10 +333,14 @@ def run(
     queries: dict[str, StreamingQuery] = {}
     progress = ProgressLog(run_id)
     started = time.monotonic()
+    live = cfg.stream.live.enabled and SILVER_EVENTS.name in rows
+    after = {SILVER_EVENTS.name: _refresh_after(store, cfg)} if live else {}
     try:
         for name, df in rows.items():
             query_name = f"stream_{mapping.name}_{feed.name}_{name.replace('.', '_')}"
-            queries[name] = store.start_stream(specs[name], df, f"{checkpoints}/{name}", trigger, query_name)
+            queries[name] = store.start_stream(
+                specs[name], df, f"{checkpoints}/{name}", trigger, query_name, after.get(name)
+            )
         log.info("stream: %s/%s -> %s (%s; checkpoints %s)", mapping.name, feed.name, ", ".join(rows), trigger,
                  checkpoints)  # fmt: skip
         with _stop_requests() as stop:
@@ -304,6 +352,75 @@ def run(
         progress.record(queries)
         progress.flush(store)
     return _result(store, specs, progress, run_id, checkpoints, time.monotonic() - started, before)
+
+
+def _refresh_after(store: DeltaStore, cfg: ShopLakeConfig):
+    """silver.events' after-batch hook: the live tables from the batch's first event on."""
+
+    def refresh(batch: DataFrame, batch_id: int) -> None:
+        since, newest = batch.agg(F.min("event_time"), F.max("event_time")).first()
+        if since is not None:  # a batch without rows (the watermark moved) changes nothing live
+            refresh_live_tables(store, cfg, since, newest)
+
+    return refresh
+
+
+def refresh_live_tables(store: DeltaStore, cfg: ShopLakeConfig, since: datetime, newest: datetime) -> None:
+    """Bring the live gold tables up to date with silver.events after rows from ``since``
+    to ``newest`` (event time) were added: gold.live_funnel's minutes from ``since``'s are
+    rewritten, gold.live_trending is replaced (its window ends at the newest event in
+    silver), and triggers now due are appended to gold.cart_abandonment_triggers. Each is
+    recomputed from the tables, so a repeated refresh (a replayed batch) changes nothing."""
+    live = cfg.stream.live
+    events = store.read(SILVER_EVENTS)
+    # The newest event in silver is on newest's day or later: only those days are read.
+    clock = events.where(F.col("event_date") >= F.lit(newest.date())).agg(F.max("event_time")).first()[0] or newest
+    first_minute = since.replace(second=0, microsecond=0)
+    recent = events.where(
+        (F.col("event_date") >= F.lit(first_minute.date())) & (F.col("event_time") >= F.lit(first_minute))
+    )
+    store.replace_where(GOLD_LIVE_FUNNEL, live_funnel(recent), f"minute >= TIMESTAMP'{first_minute:%Y-%m-%d %H:%M:%S}'")
+    window_events = events.where(
+        F.col("event_date") >= F.lit((clock - timedelta(minutes=live.trending_minutes)).date())
+    )
+    store.overwrite(
+        GOLD_LIVE_TRENDING,
+        live_trending(window_events, clock, live.trending_minutes, live.trending_top, cfg.recommend.event_weights),
+    )
+    new_triggers = due_triggers(store, cfg, events, clock)
+    if new_triggers:
+        store.merge(
+            GOLD_CART_ABANDONMENT_TRIGGERS,
+            store.spark.createDataFrame(new_triggers, GOLD_CART_ABANDONMENT_TRIGGERS.schema),
+        )
+    log.info(
+        "stream: live tables refreshed from %s (clock %s): %d new triggers", first_minute, clock, len(new_triggers)
+    )
+
+
+def due_triggers(store: DeltaStore, cfg: ShopLakeConfig, events: DataFrame, clock: datetime) -> list[dict[str, Any]]:
+    """Cart-abandonment triggers due by ``clock`` and not sent yet, for customers who
+    consented (silver.customers), within campaign.frequency_cap: campaign touches sent
+    (silver.campaign_touches) and earlier triggers count as messages."""
+    live, cap = cfg.stream.live, cfg.campaign.frequency_cap
+    first_add = clock - timedelta(minutes=live.abandon_minutes + live.trigger_max_age_minutes)
+    carts = abandoned_carts(
+        events.where(F.col("event_date") >= F.lit(first_add.date())), clock, live.abandon_minutes,
+        live.trigger_max_age_minutes,
+    )  # fmt: skip
+    consenting = store.read_or_empty(SILVER_CUSTOMERS).where(F.col("marketing_consent")).select("user_key")
+    carts = carts.join(consenting, "user_key", "left_semi")
+    earlier = store.read_or_empty(GOLD_CART_ABANDONMENT_TRIGGERS)
+    candidates = [r.asDict() for r in carts.join(earlier.select("trigger_id"), "trigger_id", "left_anti").collect()]
+    if not candidates:
+        return []
+    period = timedelta(days=cap.period_days)
+    users = sorted({r["user_key"] for r in candidates})
+    since = min(r["due_at"] for r in candidates) - period
+    touches = store.read_or_empty(SILVER_CAMPAIGN_TOUCHES).where(was_sent() & (F.col("sent_at") > F.lit(since)))
+    earlier_sent = earlier.where(F.col("due_at") > F.lit(since)).select("user_key", F.col("due_at").alias("sent_at"))
+    sent = touches.select("user_key", "sent_at").unionByName(earlier_sent).where(F.col("user_key").isin(users))
+    return within_frequency_cap(candidates, [tuple(r) for r in sent.collect()], cap.max_touches, period)
 
 
 def _no_run_id(spec: TableSpec) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -215,7 +215,13 @@ class DeltaStore(ABC):
 
     # -- streaming --------------------------------------------------------------
     def start_stream(
-        self, table: TableSpec, df: DataFrame, checkpoint: str, trigger: dict[str, Any], name: str
+        self,
+        table: TableSpec,
+        df: DataFrame,
+        checkpoint: str,
+        trigger: dict[str, Any],
+        name: str,
+        after_batch: Callable[[DataFrame, int], None] | None = None,
     ) -> StreamingQuery:
         """Start appending the streaming ``df`` to ``table``, each micro-batch exactly once.
 
@@ -228,6 +234,8 @@ class DeltaStore(ABC):
         Args:
             trigger: keyword arguments of ``DataStreamWriter.trigger``, e.g.
                 ``{"availableNow": True}`` or ``{"processingTime": "10 seconds"}``.
+            after_batch: called with each micro-batch's rows and id once they are in the
+                table, also when a replayed batch was skipped: it must be idempotent.
         """
         conformed = self.conform(table, df)
 
@@ -236,7 +244,15 @@ class DeltaStore(ABC):
             query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
             if not query_id:
                 raise RuntimeError(f"{table.name}: no streaming query id in batch {batch_id}")
-            self.append_once(table, batch, query_id, batch_id)
+            if after_batch is None:
+                self.append_once(table, batch, query_id, batch_id)
+                return
+            # Computed once for both uses (a local checkpoint: Spark 4.2 cannot write a
+            # persisted batch of a stateful plan, `key not found` on one of its columns).
+            # Its blocks go when the DataFrame is garbage-collected (Spark's ContextCleaner).
+            rows = batch.localCheckpoint(eager=True)
+            self.append_once(table, rows, query_id, batch_id)
+            after_batch(rows, batch_id)
 
         return (
             conformed.writeStream.queryName(name)

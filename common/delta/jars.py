@@ -107,19 +107,80 @@ def fetch_delta_jars(jars_root: str | Path, mvn: str | None = None) -> list[str]
     have = local_delta_jars(jars_root)
     if have:
         return have
-    coordinate = delta_coordinate()
+    fetch_maven(
+        DELTA_GROUP, delta_artifact(), delta_version(), jar_folder(jars_root), mvn,
+        hint="is this version on Maven Central? pip's delta-spark and the jar must match; "
+        "pyproject.toml pins one that is served",
+        missing_mvn="or let Spark resolve it at start-up with lake.backend=delta-spark, or use lake.backend=delta-rs",
+    )  # fmt: skip
+    return local_delta_jars(jars_root)
+
+
+# Spark's Kafka source (spark-sql-kafka-0-10) for `shoplake stream` with stream.kafka set:
+# the same version as pyspark.
+KAFKA_CONNECTOR_GROUP = "org.apache.spark"
+
+
+def kafka_connector_artifact() -> str:
+    return f"spark-sql-kafka-0-10_{SCALA_BINARY}"
+
+
+def kafka_connector_coordinate() -> str:
+    """e.g. ``org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0``."""
+    import pyspark
+
+    return f"{KAFKA_CONNECTOR_GROUP}:{kafka_connector_artifact()}:{pyspark.__version__}"
+
+
+def local_kafka_connector_jars(jars_root: str | Path) -> list[str]:
+    """The fetched Kafka connector jars for the installed pyspark; empty when not fetched."""
+    import pyspark
+
+    folder = Path(jars_root) / f"{kafka_connector_artifact()}-{pyspark.__version__}"
+    if not (folder / f"{kafka_connector_artifact()}-{pyspark.__version__}.jar").is_file():
+        return []
+    return sorted(glob.glob(str(folder / "*.jar")))
+
+
+def fetch_kafka_connector_jars(jars_root: str | Path, mvn: str | None = None) -> list[str]:
+    """Fetch Spark's Kafka connector with Maven next to the Delta jars (no-op when there)."""
+    import pyspark
+
+    have = local_kafka_connector_jars(jars_root)
+    if have:
+        return have
+    artifact = kafka_connector_artifact()
+    fetch_maven(
+        KAFKA_CONNECTOR_GROUP, artifact, pyspark.__version__, Path(jars_root) / f"{artifact}-{pyspark.__version__}", mvn
+    )
+    return local_kafka_connector_jars(jars_root)
+
+
+def fetch_maven(
+    group: str,
+    artifact: str,
+    version: str,
+    folder: Path,
+    mvn: str | None = None,
+    *,
+    hint: str = "is this version on Maven Central?",
+    missing_mvn: str = "",
+    leave_out_spark_jars: bool = True,
+) -> list[Path]:
+    """``group:artifact:version`` and its runtime dependencies into ``folder`` with Maven,
+    leaving out (by default) what pyspark ships: Spark's own copies win on its classpath."""
+    coordinate = f"{group}:{artifact}:{version}"
+    folder = Path(folder).resolve()  # Maven resolves a relative output folder against the pom's
     mvn = mvn or shutil.which("mvn")
     if not mvn:
         raise EnvironmentProblem(
             f"Maven (`mvn`) is not installed, so {coordinate} cannot be fetched: install it "
-            "(Debian: apt-get install maven), or let Spark resolve it at start-up with "
-            "lake.backend=delta-spark, or use lake.backend=delta-rs"
+            f"(Debian: apt-get install maven){', ' + missing_mvn if missing_mvn else ''}"
         )
-    folder = jar_folder(jars_root)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="delta-jars-", dir=folder.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="maven-jars-", dir=folder.parent) as tmp:
         pom = Path(tmp) / "pom.xml"
-        pom.write_text(_POM.format(group=DELTA_GROUP, artifact=delta_artifact(), version=delta_version()))
+        pom.write_text(_POM.format(group=group, artifact=artifact, version=version))
         out = Path(tmp) / "jars"
         proc = subprocess.run(
             [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime",
@@ -129,11 +190,8 @@ def fetch_delta_jars(jars_root: str | Path, mvn: str | None = None) -> list[str]
         )  # fmt: skip
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-            raise EnvironmentProblem(
-                f"Maven could not fetch {coordinate} (is this version on Maven Central? pip's delta-spark "
-                f"and the jar must match; pyproject.toml pins one that is served):\n{tail}"
-            )
-        shipped = _spark_shipped_artifacts()
+            raise EnvironmentProblem(f"Maven could not fetch {coordinate} ({hint}):\n{tail}")
+        shipped = _spark_shipped_artifacts() if leave_out_spark_jars else set()
         keep = [p for p in sorted(out.glob("*.jar")) if _artifact_name(p.name) not in shipped]
         staged = Path(tmp) / "final"
         staged.mkdir()
@@ -142,4 +200,4 @@ def fetch_delta_jars(jars_root: str | Path, mvn: str | None = None) -> list[str]
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staged, folder)
-    return local_delta_jars(jars_root)
+    return sorted(folder.glob("*.jar"))

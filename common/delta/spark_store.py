@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -166,10 +166,20 @@ class SparkDeltaStore(DeltaStore):
         return self._require_version(table)
 
     def start_stream(
-        self, table: TableSpec, df: DataFrame, checkpoint: str, trigger: dict[str, Any], name: str
+        self,
+        table: TableSpec,
+        df: DataFrame,
+        checkpoint: str,
+        trigger: dict[str, Any],
+        name: str,
+        after_batch: Callable[[DataFrame, int], None] | None = None,
     ) -> StreamingQuery:
         """Delta's own streaming sink: it records the query id and batch id in each commit
-        and skips a batch it already committed, so it is exactly once by itself."""
+        and skips a batch it already committed, so it is exactly once by itself. With
+        ``after_batch``, ``foreachBatch`` and Delta's idempotent writes (``txnAppId``,
+        ``txnVersion``: :meth:`append_once`) instead, which Delta documents for this."""
+        if after_batch is not None:
+            return super().start_stream(table, df, checkpoint, trigger, name, after_batch)
         writer = (
             self.conform(table, df)
             .writeStream.format("delta")

@@ -16,16 +16,24 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from common import privacy
 from common.delta import open_store
+from common.live import live_funnel, live_trending
 from common.tables import (
     BRONZE_EVENTS,
     BRONZE_INGESTED_FILES,
     BRONZE_QUARANTINE,
+    GOLD_CART_ABANDONMENT_TRIGGERS,
+    GOLD_LIVE_FUNNEL,
+    GOLD_LIVE_TRENDING,
     OPS_STREAM_PROGRESS,
+    SILVER_CAMPAIGN_TOUCHES,
+    SILVER_CUSTOMERS,
     SILVER_EVENTS,
     SILVER_USER_KEY_MAP,
 )
@@ -33,8 +41,15 @@ from jobs.generate import generate
 from jobs.generate.live import replay
 from jobs.registry import run_job
 from jobs.report import read_streaming
-from jobs.stream import checkpoint_folder
-from tests.conftest import DELTA_SPARK_SKIP, PROJECT_ROOT, TEST_SPARK_CONF, make_config
+from jobs.stream import checkpoint_folder, refresh_live_tables
+from tests.conftest import (
+    DELTA_SPARK_SKIP,
+    PROJECT_ROOT,
+    TEST_SECRET,
+    TEST_SPARK_CONF,
+    make_config,
+    with_missing_columns,
+)
 
 # Differ between any two loads of the same files, batch or stream: which run, and when.
 RUN_COLUMNS = ["_ingest_run_id", "_ingested_at"]
@@ -193,7 +208,8 @@ def test_streamed_silver_events_equal_the_batch_clean(spark, silver_lake, tmp_pa
     clean: with its events removed from bronze and silver, the stream's silver.events equal
     what clean published, person keys and unknown-item flags included."""
     lake = silver_lake(users=150, days=30)
-    cfg = lake.copy_to(tmp_path, "stream.max_files_per_trigger=100")
+    # Triggers for every cart of the month, so the consent and cap checks below see many.
+    cfg = lake.copy_to(tmp_path, "stream.max_files_per_trigger=100", "stream.live.trigger_max_age_minutes=50000")
     store = open_store(spark, cfg)
     for spec in (BRONZE_EVENTS, SILVER_EVENTS):
         shutil.rmtree(store.path(spec))
@@ -209,6 +225,42 @@ def test_streamed_silver_events_equal_the_batch_clean(spark, silver_lake, tmp_pa
     registered = published.join(people, "user_key").count()
     assert 0 < registered == published.where(F.col("user_key").isNotNull()).count() < published.count()
     assertDataFrameEqual(streamed, published)
+
+    # The month's cart-abandonment triggers, checked with pandas: consenting customers only,
+    # carts whose item the customer did not buy within 30 minutes, at most 2 messages
+    # (campaign touches sent and triggers) in any 7 days.
+    triggers = store.read(GOLD_CART_ABANDONMENT_TRIGGERS).toPandas()
+    customers = store.read(SILVER_CUSTOMERS).select("user_key", "marketing_consent").toPandas()
+    consent = dict(zip(customers.user_key, customers.marketing_consent))
+    assert len(triggers) >= 20 and all(consent.get(u) is True for u in triggers.user_key)
+    events = published.select("event_id", "user_key", "event_type", "item_id", "event_time").toPandas()
+    clock = events.event_time.max()
+    buys = events[events.event_type == "purchase"]
+    adds = events[(events.event_type == "add_to_cart") & events.user_key.map(consent).eq(True)]
+    wait = timedelta(minutes=30)
+    abandoned = {
+        a.event_id: a.event_time + wait
+        for a in adds.itertuples()
+        if a.event_time + wait <= clock
+        and not buys[(buys.user_key == a.user_key) & (buys.item_id == a.item_id)]
+        .event_time.between(a.event_time, a.event_time + wait)
+        .any()
+    }
+    assert set(triggers.trigger_id) <= set(abandoned)
+    touches = store.read(SILVER_CAMPAIGN_TOUCHES).where("variant <> 'control' AND user_key IS NOT NULL").toPandas()
+    messages = pd.concat([touches[["user_key", "sent_at"]], triggers.rename(columns={"due_at": "sent_at"})])
+
+    def sent_in_week_before(user, due) -> int:
+        sent = messages[messages.user_key == user].sent_at
+        return int(((sent > due - timedelta(days=7)) & (sent <= due)).sum())
+
+    for t in triggers.itertuples():
+        assert sent_in_week_before(t.user_key, t.due_at) <= 2, t
+    # Every abandoned cart left out was left out by the cap; here the cap left out some.
+    capped = adds.set_index("event_id").loc[sorted(set(abandoned) - set(triggers.trigger_id))]
+    assert len(capped) >= 10
+    for event_id, cart in capped.iterrows():
+        assert sent_in_week_before(cart.user_key, abandoned[event_id]) >= 2, event_id
 
 
 def _event(ts: datetime, event_id: str | None, user: str = "C1", product: str = "P1") -> dict:
@@ -273,10 +325,78 @@ def test_late_and_duplicate_events_are_dropped_as_configured(spark, tmp_path, se
     assert sorted(r.event_time for r in cleaned.where(F.col("event_id").startswith("h-")).collect()) == copies
 
 
+def _cart_event(minutes: float, user: str, event_type: str, product: str) -> dict:
+    line = _event(datetime(2024, 3, 1, 10, 0) + timedelta(minutes=minutes), f"{user}-{event_type}-{product}-{minutes}")
+    return {**line, "user_id": user, "session_id": f"S-{user}", "event_type": event_type, "product_id": product}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_live_tables_follow_silver_and_triggers_respect_consent_and_the_cap(spark, tmp_path, backend, secret_env):
+    """Hand-written carts in two files (abandoned after 30 minutes, at most 2 messages a
+    week): C1 abandons three carts and buys a fourth item (two triggers, the third capped),
+    C2 has not consented, C3 had a campaign touch two days before (one trigger of two),
+    an anonymous visitor gets none, and C4's cart falls due only when the second file moves
+    the clock. The funnel and trending tables equal their definitions on the final silver."""
+    cart = _cart_event
+    files = [
+        [cart(0, "C1", "add_to_cart", "P1"), cart(5, "C1", "add_to_cart", "P2"), cart(10, "C1", "add_to_cart", "P3"),
+         cart(15, "C1", "add_to_cart", "P4"), cart(20, "C1", "purchase", "P2"), cart(0, "C2", "add_to_cart", "P1"),
+         cart(0, "C3", "add_to_cart", "P1"), cart(1, "C3", "add_to_cart", "P2"), cart(0, "V9", "add_to_cart", "P1"),
+         cart(70, "C4", "add_to_cart", "P5"), cart(90, "C1", "view", "P1")],
+        [cart(105, "C4", "view", "P1")],
+    ]  # fmt: skip
+    folder = tmp_path / "landing" / "shop" / "events"
+    folder.mkdir(parents=True)
+    for n, lines in enumerate(files):
+        path = folder / f"events_{n}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))  # read in this order
+    cfg = make_config(tmp_path, f"lake.backend={backend}", "stream.max_files_per_trigger=1")
+    store = open_store(spark, cfg)
+    secret = TEST_SECRET.encode()
+    key = {c: privacy.pseudonym(secret, f"shop:{c}", "user") for c in ("C1", "C2", "C3", "C4", "V9")}
+    customers = spark.createDataFrame(
+        [(key[c], 1, c != "C2") for c in ("C1", "C2", "C3", "C4")],
+        "user_key string, source_records int, marketing_consent boolean",
+    )
+    store.overwrite(SILVER_CUSTOMERS, with_missing_columns(customers, SILVER_CUSTOMERS))
+    touch = spark.createDataFrame(
+        [("shop", "T1", "K1", key["C3"], "email", "A", datetime(2024, 2, 28, 9)),
+         ("shop", "T2", "K1", key["C1"], "email", "control", datetime(2024, 2, 28, 9))],  # hold-out: not sent
+        "source_system string, touch_id string, campaign_id string, user_key string, channel string, "
+        "variant string, sent_at timestamp",
+    )  # fmt: skip
+    store.overwrite(SILVER_CAMPAIGN_TOUCHES, with_missing_columns(touch, SILVER_CAMPAIGN_TOUCHES))
+
+    result = run_job(spark, cfg, "stream", once=True)
+    assert result.metrics["silver.events"]["batches"] == 2
+    triggers = store.read(GOLD_CART_ABANDONMENT_TRIGGERS)
+    got = sorted((r.user_key, r.item_id, r.due_at.strftime("%H:%M")) for r in triggers.collect())
+    assert got == sorted(
+        [(key["C1"], "P1", "10:30"), (key["C1"], "P3", "10:40"), (key["C3"], "P1", "10:30"), (key["C4"], "P5", "11:40")]
+    )
+    silver = store.read(SILVER_EVENTS)
+    assertDataFrameEqual(store.read(GOLD_LIVE_FUNNEL), live_funnel(silver))
+    clock = datetime(2024, 3, 1, 11, 45)
+    assertDataFrameEqual(
+        store.read(GOLD_LIVE_TRENDING), live_trending(silver, clock, 60, 20, cfg.recommend.event_weights)
+    )
+    assert [r.item_id for r in store.read(GOLD_LIVE_TRENDING).orderBy("rank").collect()] == ["P5", "P1"]
+
+    # Run again (nothing new) and refresh by hand as a replayed batch would: nothing changes.
+    before = {spec.name: store.version(spec) for spec in (GOLD_CART_ABANDONMENT_TRIGGERS, GOLD_LIVE_FUNNEL)}
+    run_job(spark, cfg, "stream", once=True)
+    assert {spec.name: store.version(spec) for spec in (GOLD_CART_ABANDONMENT_TRIGGERS, GOLD_LIVE_FUNNEL)} == before
+    refresh_live_tables(store, cfg, datetime(2024, 3, 1, 10, 0), datetime(2024, 3, 1, 11, 30))
+    assert store.read(GOLD_CART_ABANDONMENT_TRIGGERS).count() == 4
+    assertDataFrameEqual(store.read(GOLD_LIVE_FUNNEL), live_funnel(silver))
+
+
 def test_a_live_delivery_reconciles_with_its_manifest(spark, tmp_path, secret_env):
     """`generate --stream`'s files (5% of the unique events held back an hour), streamed a
     file per micro-batch with a 10-minute watermark: bronze holds every record, the held-back
-    events are dropped from silver as late, and silver holds the shop's other events."""
+    events are dropped from silver as late, silver holds the shop's other events, and the
+    live funnel built batch by batch is the funnel of that silver table."""
     shop = {"users": 60, "days": 4, "seed": 5, "start_date": date(2024, 3, 1)}
     pace = {"rate": 40, "chunk_seconds": 1, "late_share": 0.05, "late_by_seconds": 3600}
     manifest = replay(tmp_path / "landing", sleep=lambda _: None, **pace, **shop)
@@ -296,6 +416,10 @@ def test_a_live_delivery_reconciles_with_its_manifest(spark, tmp_path, secret_en
     assert silver.count() == expected["silver_expected"]["events"] - len(late)
     # Late rows also count exact copies delivered long after their original (dropped either way).
     assert result.metrics["silver.events"]["late_rows"] >= len(late)
+    # Each micro-batch rewrote the funnel's minutes from its first event on: together, the
+    # funnel of the whole silver table.
+    assert result.metrics["silver.events"]["batches"] >= 9
+    assertDataFrameEqual(store.read(GOLD_LIVE_FUNNEL), live_funnel(silver))
 
 
 @pytest.mark.parametrize("backend", ["delta-rs"])
