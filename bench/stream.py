@@ -66,7 +66,9 @@ def _folder(keep: bool) -> Iterator[str]:
             yield tmp
 
 
-def one_rate(rate: float, seconds: float, backend: str, days: int, seed: int, catch_up: float, keep: bool) -> dict:
+def one_rate(
+    rate: float, seconds: float, backend: str, days: int, seed: int, catch_up: float, keep: bool, extra: list[str]
+) -> dict:
     load = os.getloadavg()[0]
     with _folder(keep) as tmp:
         root = Path(tmp)
@@ -75,7 +77,7 @@ def one_rate(rate: float, seconds: float, backend: str, days: int, seed: int, ca
         sets = [
             f"lake.backend={backend}", f"lake.root={lake}", f"landing.root={landing}",
             "stream.trigger_seconds=1", "stream.max_files_per_trigger=10",
-            "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false",
+            "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false", *extra,
         ]  # fmt: skip
         env = {**os.environ, "SHOPLAKE_PSEUDONYM_SECRET": os.environ.get("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret")}
         command = [sys.executable, "-m", "jobs.cli", "stream", *(a for s in sets for a in ("--set", s))]
@@ -129,6 +131,7 @@ def one_rate(rate: float, seconds: float, backend: str, days: int, seed: int, ca
             "rate": rate,
             "backend": backend,
             "load_before": round(load, 1),
+            "settings": " ".join(extra),
             "users": users,
             "days": days,
             "events": manifest["lines"],
@@ -151,14 +154,15 @@ def markdown(rows: list[dict], command: str) -> str:
         f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (shared: the "
         "1-minute load average before each rate is in the table).",
         "",
-        "| delivered events/s | backend | load before | events | files | micro-batches | all files processed | "
-        "p50 latency s | p95 latency s | max s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| delivered events/s | backend | settings | load before | events | files | micro-batches "
+        "| all files processed | p50 latency s | p95 latency s | max s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kept_up = "yes" if r["kept_up"] else f"no ({r['files_processed']})"
         out.append(
-            f"| {r['rate']:,.0f} | {r['backend']} | {r['load_before']} | {r['events']:,} | {r['files']} | "
+            f"| {r['rate']:,.0f} | {r['backend']} | {r['settings'] or 'shipped'} | {r['load_before']} "
+            f"| {r['events']:,} | {r['files']} | "
             f"{r['batches']} | {kept_up} | {r['p50_s']} | {r['p95_s']} | {r['max_s']} |"
         )
     return "\n".join(out) + "\n"
@@ -173,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--catch-up", type=float, default=120, help="seconds the stream may take after delivery")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--set", action="append", default=[], help="a config override for the stream (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep each rate's folder (lake, landing, stream.log)")
     args = parser.parse_args(argv)
     rows = []
     for rate in args.rate or [100.0, 1000.0]:
-        row = one_rate(rate, args.seconds, args.backend, args.days, args.seed, args.catch_up, args.keep)
+        row = one_rate(rate, args.seconds, args.backend, args.days, args.seed, args.catch_up, args.keep, args.set)
         print(json.dumps(row), flush=True)
         rows.append(row)
     text = markdown(rows, "python bench/stream.py " + " ".join(argv if argv is not None else sys.argv[1:]))
