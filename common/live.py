@@ -51,8 +51,8 @@ def live_trending(
     events: DataFrame, clock: datetime, minutes: int, top: int, weights: Mapping[str, float]
 ) -> DataFrame:
     """gold.live_trending rows: the ``top`` products by views and add-to-carts in the
-    ``minutes`` of event time up to ``clock`` (both ends inclusive of the window's
-    events: ``clock - minutes < event_time <= clock``), scored by ``weights`` (the
+    ``minutes`` of event time up to ``clock`` (``clock - minutes < event_time <= clock``:
+    the start excluded, the clock included), scored by ``weights`` (the
     recommender's event weights); ties broken by item id."""
     start = clock - timedelta(minutes=minutes)
     counts = (
