@@ -132,12 +132,16 @@ def kafka_connector_coordinate() -> str:
     return f"{KAFKA_CONNECTOR_GROUP}:{kafka_connector_artifact()}:{pyspark.__version__}"
 
 
-def local_kafka_connector_jars(jars_root: str | Path) -> list[str]:
-    """The fetched Kafka connector jars for the installed pyspark; empty when not fetched."""
+def _kafka_connector_folder(jars_root: str | Path) -> Path:
     import pyspark
 
-    folder = Path(jars_root) / f"{kafka_connector_artifact()}-{pyspark.__version__}"
-    if not (folder / f"{kafka_connector_artifact()}-{pyspark.__version__}.jar").is_file():
+    return Path(jars_root) / f"{kafka_connector_artifact()}-{pyspark.__version__}"
+
+
+def local_kafka_connector_jars(jars_root: str | Path) -> list[str]:
+    """The fetched Kafka connector jars for the installed pyspark; empty when not fetched."""
+    folder = _kafka_connector_folder(jars_root)
+    if not (folder / f"{folder.name}.jar").is_file():
         return []
     return sorted(glob.glob(str(folder / "*.jar")))
 
@@ -146,13 +150,14 @@ def fetch_kafka_connector_jars(jars_root: str | Path, mvn: str | None = None) ->
     """Fetch Spark's Kafka connector with Maven next to the Delta jars (no-op when there)."""
     import pyspark
 
-    have = local_kafka_connector_jars(jars_root)
-    if have:
-        return have
-    artifact = kafka_connector_artifact()
-    fetch_maven(
-        KAFKA_CONNECTOR_GROUP, artifact, pyspark.__version__, Path(jars_root) / f"{artifact}-{pyspark.__version__}", mvn
-    )
+    if not local_kafka_connector_jars(jars_root):
+        fetch_maven(
+            KAFKA_CONNECTOR_GROUP,
+            kafka_connector_artifact(),
+            pyspark.__version__,
+            _kafka_connector_folder(jars_root),
+            mvn,
+        )
     return local_kafka_connector_jars(jars_root)
 
 

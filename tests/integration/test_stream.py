@@ -270,6 +270,16 @@ def _event(ts: datetime, event_id: str | None, user: str = "C1", product: str = 
     return line if event_id is None else {"event_id": event_id, **line}
 
 
+def _write_event_files(landing: Path, files: list[list[dict]]) -> None:
+    """The shop's event files ``events_<n>.jsonl``, modified a second apart: read in this order."""
+    folder = landing / "shop" / "events"
+    folder.mkdir(parents=True)
+    for n, lines in enumerate(files):
+        path = folder / f"events_{n}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))
+
+
 def test_late_and_duplicate_events_are_dropped_as_configured(spark, tmp_path, secret_env):
     """Three files, one micro-batch each (watermark 60 s): duplicates by id within and
     across batches, id-less copies within the 10 s dedup window of the previous copy
@@ -286,12 +296,7 @@ def test_late_and_duplicate_events_are_dropped_as_configured(spark, tmp_path, se
         # D at +30 is late (behind the watermark); E is not
         [_event(at(30), "D"), _event(at(3601), "E")],
     ]  # fmt: skip
-    folder = tmp_path / "landing" / "shop" / "events"
-    folder.mkdir(parents=True)
-    for n, lines in enumerate(files):
-        path = folder / f"events_{n}.jsonl"
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))  # read in this order
+    _write_event_files(tmp_path / "landing", files)
     cfg = make_config(tmp_path, "stream.max_files_per_trigger=1", "stream.watermark_seconds=60")
     result = run_job(spark, cfg, "stream", once=True)
 
@@ -345,12 +350,7 @@ def test_live_tables_follow_silver_and_triggers_respect_consent_and_the_cap(spar
          cart(70, "C4", "add_to_cart", "P5"), cart(90, "C1", "view", "P1")],
         [cart(105, "C4", "view", "P1")],
     ]  # fmt: skip
-    folder = tmp_path / "landing" / "shop" / "events"
-    folder.mkdir(parents=True)
-    for n, lines in enumerate(files):
-        path = folder / f"events_{n}.jsonl"
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))  # read in this order
+    _write_event_files(tmp_path / "landing", files)
     cfg = make_config(tmp_path, f"lake.backend={backend}", "stream.max_files_per_trigger=1")
     store = open_store(spark, cfg)
     secret = TEST_SECRET.encode()
