@@ -1,19 +1,23 @@
 """End-to-end latency of `shoplake stream`: from an event file's arrival in the landing
 folder to its micro-batch's rows in gold.live_funnel, at two or more delivery rates.
 
-For each rate: `shoplake stream` starts in its own process (delta-rs by default,
-`stream.trigger_seconds=1`); once its queries run, `generate --stream`'s `replay`
-delivers a generated shop's events at that many lines per second in one-second files
-for `--seconds`; the stream is then given time to catch up and stopped with SIGTERM.
+For each rate: `shoplake stream` starts in its own process (delta-rs by default, the
+shipped triggers); once its queries run, `generate --stream`'s `replay` delivers a
+generated shop's events at that many lines per second in files of `--file-seconds`
+of events for `--seconds`; the stream is then given time to catch up and stopped
+with SIGTERM.
 
 A file's latency is the time from its arrival (its modification time: replay writes it
-under a hidden name, then renames it) to the commit of the silver.events micro-batch that
-read it (the query's checkpoint `commits/<batch>` file, written after the batch's rows are
-in silver and the live tables are refreshed: an upper bound on when they are in
-gold.live_funnel). The sustained rate is the events per second the stream took in while
-keeping up: it is the delivery rate when every file was processed before the stop.
+under a hidden name, then renames it) to the end of the first gold.live_funnel refresh
+that covers the silver.events micro-batch that read it (`live_refreshes.jsonl` in the
+checkpoint folder: per refresh, the table, the batch ids and the time it committed);
+the same to gold.live_trending (refreshed with the triggers) is reported beside it.
+With `--set stream.live.enabled=false` it is the silver micro-batch's checkpoint
+commit (`commits/<batch>`) instead. The sustained rate is the events per second the
+stream took in while keeping up: the delivery rate when every file was processed
+before the stop.
 
-    .venv/bin/python bench/stream.py --rate 100 --rate 1000 --seconds 90 --out bench/results/stream.md
+    .venv/bin/python bench/stream.py --rate 20 --rate 200 --seconds 120 --file-seconds 5 --out bench/results/stream.md
 """
 
 from __future__ import annotations
@@ -48,12 +52,27 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def batch_files(checkpoint: Path) -> dict[int, list[str]]:
-    """batch id -> the landing files it read (the file source's log in the checkpoint)."""
+    """batch id -> the landing files it read. The file source numbers its own log
+    (``sources/0/<n>``), one entry per batch that read files; a batch that read none (the
+    watermark moved) takes no number there, so a batch's entries are found through its
+    offsets (``offsets/<batch>``: the source's log offset after the batch)."""
+    first_entry: dict[str, int] = {}
+    # Every tenth entry is compacted (``9.compact``): it lists the files of all entries so far.
+    logged = {int(p.name.split(".")[0]): p for p in (checkpoint / "sources" / "0").iterdir() if p.name[0].isdigit()}
+    for n, entry in sorted(logged.items()):
+        for line in entry.read_text().splitlines()[1:]:  # after the "v1" header
+            first_entry.setdefault(Path(json.loads(line)["path"].removeprefix("file://")).name, n)
+    entries: dict[int, list[str]] = {}
+    for name, n in first_entry.items():
+        entries.setdefault(n, []).append(name)
     out: dict[int, list[str]] = {}
-    for entry in (checkpoint / "sources" / "0").iterdir():
-        if entry.name.isdigit():
-            lines = entry.read_text().splitlines()[1:]  # after the "v1" header
-            out[int(entry.name)] = [Path(json.loads(line)["path"].removeprefix("file://")).name for line in lines]
+    previous = -1
+    offsets = sorted((int(p.name), p) for p in (checkpoint / "offsets").iterdir() if p.name.isdigit())
+    for batch, path in offsets:
+        # "v1", the batch's metadata, then one offset per source: the first is the files'.
+        log_offset = json.loads(path.read_text().splitlines()[2])["logOffset"]
+        out[batch] = [name for n in range(previous + 1, log_offset + 1) for name in entries.get(n, [])]
+        previous = log_offset
     return out
 
 
@@ -66,8 +85,38 @@ def _folder(keep: bool) -> Iterator[str]:
             yield tmp
 
 
+def finished_batches(checkpoint: Path, table: str = "gold.live_funnel") -> dict[int, float]:
+    """silver batch id -> when its rows reached ``table`` (the first refresh of it covering
+    the batch: gold.live_funnel, or gold.live_trending for trending and triggers); without
+    live tables, when the batch committed."""
+    refreshes = checkpoint.parent / "live_refreshes.jsonl"
+    if refreshes.exists():
+        done: dict[int, float] = {}
+        for entry in map(json.loads, refreshes.read_text().splitlines()):
+            if entry["table"] == table:
+                for batch in entry["batches"]:
+                    done.setdefault(batch, entry["finished"])
+        return done
+    commits = checkpoint / "commits"
+    return {int(p.name): p.stat().st_mtime for p in commits.iterdir() if p.name.isdigit()} if commits.exists() else {}
+
+
+def latencies(checkpoint: Path, arrival: dict[str, float], table: str) -> list[float]:
+    done = finished_batches(checkpoint, table)
+    return [done[batch] - arrival[f] for batch, files in batch_files(checkpoint).items() if batch in done
+            for f in files if f in arrival]  # fmt: skip
+
+
 def one_rate(
-    rate: float, seconds: float, backend: str, days: int, seed: int, catch_up: float, keep: bool, extra: list[str]
+    rate: float,
+    seconds: float,
+    backend: str,
+    days: int,
+    seed: int,
+    catch_up: float,
+    keep: bool,
+    extra: list[str],
+    file_seconds: float = 1.0,
 ) -> dict:
     load = os.getloadavg()[0]
     with _folder(keep) as tmp:
@@ -76,7 +125,7 @@ def one_rate(
         (landing / "shop" / "events").mkdir(parents=True)
         sets = [
             f"lake.backend={backend}", f"lake.root={lake}", f"landing.root={landing}",
-            "stream.trigger_seconds=1", "stream.max_files_per_trigger=10",
+            "stream.max_files_per_trigger=10",
             "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false", *extra,
         ]  # fmt: skip
         env = {**os.environ, "SHOPLAKE_PSEUDONYM_SECRET": os.environ.get("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret")}
@@ -102,36 +151,40 @@ def one_rate(
             users = max(10, round(rate * seconds / (EVENTS_PER_USER_DAY * days)))
             delivered_at = time.monotonic()
             manifest = replay(
-                landing, rate=rate, chunk_seconds=1.0, late_share=0.0, users=users, days=days, seed=seed,
+                landing, rate=rate, chunk_seconds=file_seconds, late_share=0.0, users=users, days=days, seed=seed,
                 start_date=date(2024, 3, 1),
             )  # fmt: skip
             delivery_seconds = time.monotonic() - delivered_at
             names = {f["name"] for f in manifest["files"]}
             deadline = time.monotonic() + catch_up
             while time.monotonic() < deadline:
-                committed = {int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()}
+                done = finished_batches(checkpoint, "gold.live_trending")
                 read = batch_files(checkpoint) if (checkpoint / "sources" / "0").exists() else {}
-                if names <= {n for b, files in read.items() if b in committed for n in files}:
+                if names <= {n for b, files in read.items() if b in done for n in files}:
                     break
                 time.sleep(1)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)  # stops the queries (and records the run)
-            proc.wait(timeout=120)
+            # The driver only: it stops the queries and records the run; SIGTERM to the whole
+            # group would stop its JVM under it.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
             log.close()
 
         arrival = {p.name: p.stat().st_mtime for p in (landing / "shop" / "events").glob("live_*.jsonl")}  # not warm_up
-        commits = {int(p.name): p.stat().st_mtime for p in (checkpoint / "commits").iterdir() if p.name.isdigit()}
-        latencies = []
-        for batch, files in batch_files(checkpoint).items():
-            if batch in commits:
-                latencies += [commits[batch] - arrival[f] for f in files if f in arrival]
-        processed = len(latencies)
+        funnel = latencies(checkpoint, arrival, "gold.live_funnel")
+        trending = latencies(checkpoint, arrival, "gold.live_trending")
+        processed = len(funnel)
         lines_per_file = manifest["lines"] / max(1, len(manifest["files"]))
+        done = finished_batches(checkpoint)
         return {
             "rate": rate,
             "backend": backend,
             "load_before": round(load, 1),
             "settings": " ".join(extra),
+            "file_seconds": file_seconds,
             "users": users,
             "days": days,
             "events": manifest["lines"],
@@ -139,10 +192,11 @@ def one_rate(
             "files_processed": processed,
             "delivery_s": round(delivery_seconds, 1),
             "lines_per_file": round(lines_per_file, 1),
-            "batches": len(commits),
-            "p50_s": round(statistics.median(latencies), 2) if latencies else None,
-            "p95_s": round(percentile(latencies, 0.95), 2) if latencies else None,
-            "max_s": round(max(latencies), 2) if latencies else None,
+            "batches": len(done),
+            "p50_s": round(statistics.median(funnel), 2) if funnel else None,
+            "p95_s": round(percentile(funnel, 0.95), 2) if funnel else None,
+            "max_s": round(max(funnel), 2) if funnel else None,
+            "p95_trending_s": round(percentile(trending, 0.95), 2) if trending else None,
             "kept_up": processed == len(manifest["files"]),
         }
 
@@ -154,16 +208,19 @@ def markdown(rows: list[dict], command: str) -> str:
         f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (shared: the "
         "1-minute load average before each rate is in the table).",
         "",
-        "| delivered events/s | backend | settings | load before | events | files | micro-batches "
-        "| all files processed | p50 latency s | p95 latency s | max s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| delivered events/s | s of events per file | backend | settings | load before | events | files "
+        "| micro-batches | all files processed | p50 latency s | p95 latency s | max s "
+        "| p95 to trending and triggers s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kept_up = "yes" if r["kept_up"] else f"no ({r['files_processed']})"
         out.append(
-            f"| {r['rate']:,.0f} | {r['backend']} | {r['settings'] or 'shipped'} | {r['load_before']} "
+            f"| {r['rate']:,.0f} | {r['file_seconds']:g} | {r['backend']} | {r['settings'] or 'shipped'} "
+            f"| {r['load_before']} "
             f"| {r['events']:,} | {r['files']} | "
-            f"{r['batches']} | {kept_up} | {r['p50_s']} | {r['p95_s']} | {r['max_s']} |"
+            f"{r['batches']} | {kept_up} | {r['p50_s']} | {r['p95_s']} | {r['max_s']} "
+            f"| {r['p95_trending_s']} |"
         )
     return "\n".join(out) + "\n"
 
@@ -178,11 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catch-up", type=float, default=120, help="seconds the stream may take after delivery")
     parser.add_argument("--out", default=None)
     parser.add_argument("--set", action="append", default=[], help="a config override for the stream (repeatable)")
+    parser.add_argument("--file-seconds", type=float, default=1.0, help="seconds of events per delivered file")
     parser.add_argument("--keep", action="store_true", help="keep each rate's folder (lake, landing, stream.log)")
     args = parser.parse_args(argv)
     rows = []
     for rate in args.rate or [100.0, 1000.0]:
-        row = one_rate(rate, args.seconds, args.backend, args.days, args.seed, args.catch_up, args.keep, args.set)
+        row = one_rate(
+            rate, args.seconds, args.backend, args.days, args.seed, args.catch_up, args.keep, args.set,
+            args.file_seconds,
+        )  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
     text = markdown(rows, "python bench/stream.py " + " ".join(argv if argv is not None else sys.argv[1:]))

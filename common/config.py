@@ -121,6 +121,13 @@ class LiveConfig(StrictModel):
         description="Carts abandoned longer ago than this (event time, past abandon_minutes) get no trigger: "
         "a real-time message about an old cart is not sent.",
     )
+    trending_refresh_seconds: float = Field(
+        30,
+        ge=0,
+        description="gold.live_trending and gold.cart_abandonment_triggers are refreshed at most this often "
+        "(wall-clock seconds; gold.live_funnel whenever a silver batch committed): an hour's window and a "
+        "30-minute rule need no second-by-second refresh, and the funnel does not wait behind them.",
+    )
 
 
 class KafkaSourceConfig(StrictModel):
@@ -142,7 +149,15 @@ class StreamConfig(StrictModel):
     source: str = Field("shop", description="Source mapping (conf/sources/<name>.yaml) of the streamed feed.")
     feed: str = Field("events", description="The feed of that mapping to stream (JSON lines or CSV files).")
     max_files_per_trigger: int = Field(10, gt=0, description="New files read per micro-batch at most.")
-    trigger_seconds: float = Field(10.0, gt=0, description="Seconds between micro-batches (processing-time trigger).")
+    trigger_seconds: float = Field(
+        1.0, gt=0, description="Seconds between micro-batches (processing-time trigger; silver's, with silver on)."
+    )
+    bronze_trigger_seconds: float | None = Field(
+        15.0,
+        gt=0,
+        description="With silver on: seconds between the bronze and quarantine queries' micro-batches (null = "
+        "trigger_seconds). Nothing live reads bronze, so fewer, larger bronze batches leave the cores to silver.",
+    )
     checkpoints: str | None = Field(
         None, description="Folder of the queries' checkpoints; null = <lake root>/_checkpoints."
     )

@@ -24,9 +24,10 @@ rows are formed by :mod:`common.events`, clean's own code. Each write is exactly
 (:meth:`common.delta.DeltaStore.start_stream`: Delta's streaming sink on delta-spark,
 ``foreachBatch`` with Delta transaction ids on delta-rs).
 
-With ``stream.live.enabled`` (the default) each silver micro-batch also brings the live
-gold tables up to date (:func:`refresh_live_tables`, :mod:`common.live`): the funnel
-per minute and channel, trending products and cart-abandonment triggers.
+With ``stream.live.enabled`` (the default) the driver brings the live gold tables up to
+date as silver micro-batches commit (:class:`LiveRefresh`, :func:`refresh_live_tables`,
+:mod:`common.live`): the funnel per minute and channel, trending products and
+cart-abandonment triggers.
 
 Each micro-batch's progress (rows read, rates, duration, watermark, state rows) is
 logged as it completes and appended to ``ops.stream_progress`` (at most every
@@ -41,6 +42,7 @@ are skipped, so a stream after ``ingest`` does not load them twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -326,60 +328,180 @@ def run(
         # default takes the slower one's, so a few id-less events would hold every late
         # event back. One source, one event-time clock: the newest event counts.
         spark.conf.set("spark.sql.streaming.multipleWatermarkPolicy", "max")
+        # A batch without new rows only evicts deduplication state (it writes no row): the
+        # next batch with rows evicts it as well, so the query is not kept busy by them.
+        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     # Silver rows carry no run id: what a run added is the difference of the counts.
     before = {n: store.read(s).count() for n, s in specs.items() if _no_run_id(s) and store.exists(s)}
     trigger = {"availableNow": True} if once else {"processingTime": f"{cfg.stream.trigger_seconds} seconds"}
-    checkpoints = checkpoint_folder(cfg)
+    # Nothing live reads bronze: with silver in the stream, bronze takes fewer, larger batches.
+    bronze_seconds = cfg.stream.bronze_trigger_seconds if SILVER_EVENTS.name in rows and not once else None
+    bronze_trigger = {"processingTime": f"{bronze_seconds} seconds"} if bronze_seconds else trigger
     queries: dict[str, StreamingQuery] = {}
     progress = ProgressLog(run_id)
     started = time.monotonic()
-    live = cfg.stream.live.enabled and SILVER_EVENTS.name in rows
-    after = {SILVER_EVENTS.name: _refresh_after(store, cfg)} if live else {}
+    checkpoints = checkpoint_folder(cfg)
+    live = LiveRefresh(store, cfg, checkpoints) if cfg.stream.live.enabled and SILVER_EVENTS.name in rows else None
+    after = {SILVER_EVENTS.name: live.note_batch} if live else {}
     try:
         for name, df in rows.items():
             query_name = f"stream_{mapping.name}_{feed.name}_{name.replace('.', '_')}"
             queries[name] = store.start_stream(
-                specs[name], df, f"{checkpoints}/{name}", trigger, query_name, after.get(name)
+                specs[name],
+                df,
+                f"{checkpoints}/{name}",
+                trigger if name == SILVER_EVENTS.name else bronze_trigger,
+                query_name,
+                after.get(name),
             )
         log.info("stream: %s/%s -> %s (%s; checkpoints %s)", mapping.name, feed.name, ", ".join(rows), trigger,
                  checkpoints)  # fmt: skip
+        if live:
+            live.refresh(every_table=True)  # what a stopped or killed run left pending
         with _stop_requests() as stop:
-            _wait(queries, stop, progress, store)
+            _wait(queries, stop, progress, store, live)
     finally:
         for query in queries.values():
             if query.isActive:
                 query.stop()
         progress.record(queries)
         progress.flush(store)
+    if live:
+        live.refresh(every_table=True)  # the last batches' (not after a failure: the next run does it)
     return _result(store, specs, progress, run_id, checkpoints, time.monotonic() - started, before)
 
 
-def _refresh_after(store: DeltaStore, cfg: ShopLakeConfig):
-    """silver.events' after-batch hook: the live tables from the batch's first event on."""
+class LiveRefresh:
+    """The live tables' refresh, off the silver query's thread: each silver micro-batch
+    notes its event-time range (``note_batch``, its after-batch hook) and the driver's
+    loop refreshes from the ranges noted since (``refresh``) while the next batch runs, so
+    silver never waits for the live tables. gold.live_funnel is refreshed whenever a batch
+    was noted; gold.live_trending and the cart-abandonment triggers (an hour's window, a
+    30-minute rule: seconds do not matter to them) at most every
+    ``stream.live.trending_refresh_seconds``, so they do not hold the funnel back.
 
-    def refresh(batch: DataFrame, batch_id: int) -> None:
+    What is pending is also kept in ``<checkpoints>/live_pending.json``, written before
+    the batch's checkpoint commit: a run stopped or killed before refreshing leaves it
+    for the next run. Each refresh that completes appends the table, the silver batch ids
+    it covered and when to ``live_refreshes.jsonl`` there (``bench/stream.py`` reads it)."""
+
+    def __init__(self, store: DeltaStore, cfg: ShopLakeConfig, checkpoints: str) -> None:
+        self.store, self.cfg = store, cfg
+        self.lock = threading.Lock()
+        # Per part ("funnel", "trending"): the event-time range and batch ids not refreshed yet.
+        self.pending: dict[str, dict[str, Any] | None] = {"funnel": None, "trending": None}
+        self.last_trending = float("-inf")
+        self.noted = threading.Event()  # set by each noted batch: wakes the driver's loop
+        # Checkpoints in an object store (a cluster): no local file to keep the pending range
+        # in, so each batch refreshes before it commits, on the query's thread.
+        self.in_batch = not is_local(checkpoints)
+        if self.in_batch:
+            return
+        folder = Path(local_path(checkpoints))
+        folder.mkdir(parents=True, exist_ok=True)
+        self.pending_file = folder / "live_pending.json"
+        self.refreshes_file = folder / "live_refreshes.jsonl"
+        if self.pending_file.exists():
+            self.pending.update(json.loads(self.pending_file.read_text(encoding="utf-8")))
+
+    def note_batch(self, batch: DataFrame, batch_id: int) -> None:
         since, newest = batch.agg(F.min("event_time"), F.max("event_time")).first()
-        if since is not None:  # a batch without rows (the watermark moved) changes nothing live
-            refresh_live_tables(store, cfg, since, newest)
+        if since is None:  # no rows (all duplicates or late): the live tables are up to date with it
+            if not self.in_batch:
+                for table in (GOLD_LIVE_FUNNEL, GOLD_LIVE_TRENDING):
+                    self._log(table, [batch_id])
+            return
+        if self.in_batch:
+            refresh_live_tables(self.store, self.cfg, since, newest)
+            return
+        with self.lock:
+            for part, pending in self.pending.items():
+                self.pending[part] = _widen(pending, _iso(since), _iso(newest), batch_id)
+            self._save()
+        self.noted.set()
 
-    return refresh
+    def refresh(self, every_table: bool = False) -> bool:
+        """Refresh what is pending: the funnel, and trending and triggers when their interval
+        has passed or ``every_table``. False when nothing was refreshed."""
+        self.noted.clear()  # a batch noted from here on wakes the next wait
+        done = False
+        if funnel := self._take("funnel"):
+            refresh_live_funnel(self.store, datetime.fromisoformat(funnel["since"]))
+            self._finished(GOLD_LIVE_FUNNEL, funnel)
+            done = True
+        due = every_table or time.monotonic() - self.last_trending >= self.cfg.stream.live.trending_refresh_seconds
+        if due and (trending := self._take("trending")):
+            refresh_trending_and_triggers(self.store, self.cfg, datetime.fromisoformat(trending["newest"]))
+            self.last_trending = time.monotonic()
+            self._finished(GOLD_LIVE_TRENDING, trending)
+            done = True
+        return done
+
+    def _take(self, part: str) -> dict[str, Any] | None:
+        with self.lock:
+            todo, self.pending[part] = self.pending[part], None
+            return todo  # still on disk until refreshed: a kill meanwhile leaves it for the next run
+
+    def _finished(self, table: TableSpec, todo: dict[str, Any]) -> None:
+        with self.lock:
+            self._save()  # ranges noted during the refresh stay pending (in memory and on disk)
+        self._log(table, todo["batches"])
+
+    def _log(self, table: TableSpec, batches: list[int]) -> None:
+        with self.lock, self.refreshes_file.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"table": table.name, "batches": batches, "finished": time.time()}) + "\n")
+
+    def _save(self) -> None:
+        if any(self.pending.values()):
+            _write_atomically(self.pending_file, json.dumps(self.pending))
+        else:
+            self.pending_file.unlink(missing_ok=True)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="microseconds")  # fixed width: the strings order as the times
+
+
+def _widen(pending: dict[str, Any] | None, since: str, newest: str, batch_id: int) -> dict[str, Any]:
+    if pending is None:
+        return {"since": since, "newest": newest, "batches": [batch_id]}
+    return {
+        "since": min(pending["since"], since),
+        "newest": max(pending["newest"], newest),
+        "batches": sorted({*pending["batches"], batch_id}),
+    }
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    hidden = path.with_name(f".{path.name}.tmp")
+    hidden.write_text(text, encoding="utf-8")
+    os.replace(hidden, path)
 
 
 def refresh_live_tables(store: DeltaStore, cfg: ShopLakeConfig, since: datetime, newest: datetime) -> None:
     """Bring the live gold tables up to date with silver.events after rows from ``since``
-    to ``newest`` (event time) were added: gold.live_funnel's minutes from ``since``'s are
-    rewritten, gold.live_trending is replaced (its window ends at the newest event in
-    silver), and triggers now due are appended to gold.cart_abandonment_triggers. Each is
-    recomputed from the tables, so a repeated refresh (a replayed batch) changes nothing."""
-    live = cfg.stream.live
-    events = store.read(SILVER_EVENTS)
-    # The newest event in silver is on newest's day or later: only those days are read.
-    clock = events.where(F.col("event_date") >= F.lit(newest.date())).agg(F.max("event_time")).first()[0] or newest
+    to ``newest`` (event time) were added. Each is recomputed from the tables, so a
+    repeated refresh (a replayed batch) changes nothing."""
+    refresh_live_funnel(store, since)
+    refresh_trending_and_triggers(store, cfg, newest)
+
+
+def refresh_live_funnel(store: DeltaStore, since: datetime) -> None:
+    """gold.live_funnel's minutes from ``since``'s on, recomputed from silver.events."""
     first_minute = since.replace(second=0, microsecond=0)
-    recent = events.where(
+    recent = store.read(SILVER_EVENTS).where(
         (F.col("event_date") >= F.lit(first_minute.date())) & (F.col("event_time") >= F.lit(first_minute))
     )
     store.replace_where(GOLD_LIVE_FUNNEL, live_funnel(recent), f"minute >= TIMESTAMP'{first_minute:%Y-%m-%d %H:%M:%S}'")
+
+
+def refresh_trending_and_triggers(store: DeltaStore, cfg: ShopLakeConfig, newest: datetime) -> None:
+    """gold.live_trending replaced (its window ends at the newest event in silver, on
+    ``newest``'s day or later) and the triggers now due appended to
+    gold.cart_abandonment_triggers."""
+    live = cfg.stream.live
+    events = store.read(SILVER_EVENTS)
+    clock = events.where(F.col("event_date") >= F.lit(newest.date())).agg(F.max("event_time")).first()[0] or newest
     window_events = events.where(
         F.col("event_date") >= F.lit((clock - timedelta(minutes=live.trending_minutes)).date())
     )
@@ -393,9 +515,7 @@ def refresh_live_tables(store: DeltaStore, cfg: ShopLakeConfig, since: datetime,
             GOLD_CART_ABANDONMENT_TRIGGERS,
             store.spark.createDataFrame(new_triggers, GOLD_CART_ABANDONMENT_TRIGGERS.schema),
         )
-    log.info(
-        "stream: live tables refreshed from %s (clock %s): %d new triggers", first_minute, clock, len(new_triggers)
-    )
+    log.info("stream: live trending and triggers refreshed (clock %s): %d new triggers", clock, len(new_triggers))
 
 
 def due_triggers(store: DeltaStore, cfg: ShopLakeConfig, events: DataFrame, clock: datetime) -> list[dict[str, Any]]:
@@ -508,13 +628,23 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _wait(queries: dict[str, StreamingQuery], stop: threading.Event, progress: ProgressLog, store: DeltaStore) -> None:
+def _wait(
+    queries: dict[str, StreamingQuery],
+    stop: threading.Event,
+    progress: ProgressLog,
+    store: DeltaStore,
+    live: LiveRefresh | None,
+) -> None:
     """Until every query has finished (``availableNow``), one fails, or a stop is requested;
-    finished batches are logged as they come and written out every ``_FLUSH_SECONDS``."""
+    finished batches are logged as they come and written out every ``_FLUSH_SECONDS``, and
+    the live tables are refreshed whenever silver batches have committed since the last time."""
     last_flush = time.monotonic()
     while (active := [q for q in queries.values() if q.isActive]) and not stop.is_set():
         _raise_failure(queries)
-        active[0].awaitTermination(_POLL_SECONDS)
+        if live is None:
+            active[0].awaitTermination(_POLL_SECONDS)
+        elif not live.refresh():
+            live.noted.wait(_POLL_SECONDS)  # until the next silver batch is noted
         progress.record(queries)
         if time.monotonic() - last_flush >= _FLUSH_SECONDS:
             progress.flush(store)

@@ -457,6 +457,8 @@ def test_a_killed_stream_resumes_with_every_record_once(spark, tmp_path, clickst
     assert bad.count() == bad.select(*KEYS).distinct().count() == quarantined
     silver = store.read(SILVER_EVENTS)
     assert silver.count() == silver.select("event_id").distinct().count() == silver_expected
+    # The live funnel missed nothing the killed run had noted but not refreshed.
+    assertDataFrameEqual(store.read(GOLD_LIVE_FUNNEL), live_funnel(silver))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -4,7 +4,9 @@ cap's greedy order."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from common.live import abandoned_carts, live_funnel, live_trending, within_frequency_cap
 
@@ -121,3 +123,52 @@ def test_the_frequency_cap_counts_earlier_messages_in_the_period():
     just_before = {**week_later, "trigger_id": "g", "due_at": week_later["due_at"] - timedelta(minutes=1)}
     assert [c["trigger_id"] for c in within_frequency_cap([week_later], u1_sent, 2, week)] == ["f"]
     assert within_frequency_cap([just_before], u1_sent, 2, week) == []
+
+
+def test_pending_refreshes_survive_a_restart_and_widen(spark, tmp_path, monkeypatch):
+    """The stream's driver refreshes the live tables off the silver query's thread: what a
+    batch noted and no refresh took yet is on disk for the next run, widened over batches;
+    batches noted while a refresh runs stay pending after it. The funnel is refreshed each
+    time, trending and triggers only when their interval has passed (or every table is asked)."""
+    import jobs.stream as stream
+
+    funnel, trending = [], []
+    monkeypatch.setattr(stream, "refresh_live_funnel", lambda store, since: funnel.append(since))
+    monkeypatch.setattr(stream, "refresh_trending_and_triggers", lambda store, cfg, newest: trending.append(newest))
+    cfg = SimpleNamespace(stream=SimpleNamespace(live=SimpleNamespace(trending_refresh_seconds=3600)))
+    checkpoints = str(tmp_path / "checkpoints")
+    live = stream.LiveRefresh(None, cfg, checkpoints)
+    live.note_batch(
+        events(spark, [("1", "u", "s", "view", at(5), "P", "app"), ("2", "u", "s", "view", at(9), "P", "app")]), 0
+    )
+    live.note_batch(events(spark, [("3", "u", "s", "view", at(2), "P", "app")]), 1)
+    live.note_batch(events(spark, []), 2)  # a batch without rows: nothing to refresh, covered at once
+
+    restarted = stream.LiveRefresh(None, cfg, checkpoints)  # as after a kill: nothing refreshed yet
+    # Trending was never refreshed in this run: its interval has passed.
+    assert restarted.refresh() is True and funnel == [at(2)] and trending == [at(9)]
+    assert restarted.refresh() is False and not (tmp_path / "checkpoints" / "live_pending.json").exists()
+
+    def note_during_refresh(store, since):
+        funnel.append(since)
+        if len(funnel) == 2:
+            restarted.note_batch(events(spark, [("4", "u", "s", "view", at(20), "P", "app")]), 3)
+
+    monkeypatch.setattr(stream, "refresh_live_funnel", note_during_refresh)
+    restarted.note_batch(events(spark, [("5", "u", "s", "view", at(15), "P", "app")]), 4)
+    assert restarted.refresh() and trending == [at(9)]  # within the interval: only the funnel
+    on_disk = stream.LiveRefresh(None, cfg, checkpoints).pending
+    assert on_disk["funnel"]["batches"] == [3] and on_disk["trending"]["batches"] == [3, 4]
+    assert restarted.refresh() and funnel[-1] == at(20) and trending == [at(9)]
+    assert restarted.refresh(every_table=True) and trending == [at(9), at(20)] and funnel[-1] == at(20)
+    assert not (tmp_path / "checkpoints" / "live_pending.json").exists()
+    log = [json.loads(line) for line in (tmp_path / "checkpoints" / "live_refreshes.jsonl").open()]
+    assert [(e["table"], e["batches"]) for e in log] == [
+        ("gold.live_funnel", [2]),
+        ("gold.live_trending", [2]),
+        ("gold.live_funnel", [0, 1]),
+        ("gold.live_trending", [0, 1]),
+        ("gold.live_funnel", [4]),
+        ("gold.live_funnel", [3]),
+        ("gold.live_trending", [3, 4]),
+    ]
