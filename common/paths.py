@@ -7,6 +7,9 @@ only a local file system offers (locks, report folders, moving a CSV part file).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 FILE_SCHEME = "file://"
 
 
@@ -23,3 +26,11 @@ def is_local(path: str) -> bool:
 def local_path(path: str) -> str:
     """``path`` without a ``file://`` prefix, for ``os`` and ``open``."""
     return path.removeprefix(FILE_SCHEME)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: the bytes go to a hidden name beside it (a
+    dot file, which ``*.jsonl``-style patterns do not match), then a rename."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -69,7 +69,7 @@ from common.delta.jars import kafka_connector_coordinate
 from common.errors import ConfigError, EnvironmentProblem, InputError
 from common.events import content_event_id, event_content_hash, flag_unknown_items, to_silver_values
 from common.live import abandoned_carts, live_funnel, live_trending, within_frequency_cap
-from common.paths import is_local, local_path
+from common.paths import is_local, local_path, write_atomically
 from common.records import read_options, to_bronze_rows, to_quarantine_rows, tokenize, type_records
 from common.runlog import JobResult, new_run_id
 from common.sources import FeedSpec, SourceMapping, load_source
@@ -453,7 +453,7 @@ class LiveRefresh:
 
     def _save(self) -> None:
         if any(self.pending.values()):
-            _write_atomically(self.pending_file, json.dumps(self.pending))
+            write_atomically(self.pending_file, json.dumps(self.pending).encode())
         else:
             self.pending_file.unlink(missing_ok=True)
 
@@ -470,12 +470,6 @@ def _widen(pending: dict[str, Any] | None, since: str, newest: str, batch_id: in
         "newest": max(pending["newest"], newest),
         "batches": sorted({*pending["batches"], batch_id}),
     }
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    hidden = path.with_name(f".{path.name}.tmp")
-    hidden.write_text(text, encoding="utf-8")
-    os.replace(hidden, path)
 
 
 def refresh_live_tables(store: DeltaStore, cfg: ShopLakeConfig, since: datetime, newest: datetime) -> None:

@@ -19,7 +19,6 @@ were held back and how many lines each file has go to ``shop/_stream_manifest.js
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from common.paths import write_atomically
 from jobs.generate.helpers import MANIFEST_NAME, SOURCE_FOLDER
 from jobs.generate.shop import generate
 
@@ -158,7 +158,9 @@ def _deliver(
         if not chunk and not late:
             continue
         name = f"live_{n:06d}.jsonl"
-        _write_atomically(folder, name, b"".join(lines[i] for i in [*chunk, *late]))
+        # Whole or not at all, under a name the stream's pattern (*.jsonl) matches only once
+        # complete; the modification time orders the files for maxFilesPerTrigger.
+        write_atomically(folder / name, b"".join(lines[i] for i in [*chunk, *late]))
         files.append({"name": name, "lines": len(chunk) + len(late), "late_lines": len(late)})
         times = [t for t in (_event_fields(lines[i])[1] for i in chunk) if t is not None]
         newest = [newest[1], max([newest[1], *times])]
@@ -168,11 +170,3 @@ def _deliver(
     if waiting:  # _pick_late leaves room for every held-back event: a bug if not
         raise RuntimeError(f"{len(waiting)} held-back event(s) found no file two after a newer event")
     return files
-
-
-def _write_atomically(folder: Path, name: str, data: bytes) -> None:
-    # A hidden name the stream's pattern (*.jsonl) does not match, then a rename: the file
-    # appears whole. The modification time orders the files for maxFilesPerTrigger.
-    partial = folder / f".{name}.partial"
-    partial.write_bytes(data)
-    os.replace(partial, folder / name)
