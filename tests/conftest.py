@@ -3,9 +3,13 @@ and the real public datasets in ../shared/data (tests needing them skip when abs
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -139,13 +143,35 @@ class SilverLake:
         return make_config(tmp_path, *overrides)
 
 
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created when missing) across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def silver_lake(spark, tmp_path_factory):
     """Factory ``silver_lake(users=, days=, seed=, start_date=, attrition=, segment_style=, new_products=)``:
-    a silver lake built once per parameter set per session, so gold-layer tests share the costly part."""
+    a silver lake built once per parameter set per test run, so gold-layer tests share the costly part.
+
+    Under pytest-xdist the workers share it too: the first worker to ask builds it in the run's
+    common temporary folder while holding a lock, and the others wait and read it (the pattern
+    pytest-xdist documents for session fixtures). It is read-only to every test, so sharing
+    it across processes is safe."""
     from jobs.generate import generate
+    from jobs.generate.helpers import MANIFEST_NAME
     from jobs.registry import run_job
 
+    # One folder per test run: the workers' base folders (popen-gwN) share a parent.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
     built: dict[tuple, SilverLake] = {}
     mp = pytest.MonkeyPatch()
     mp.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
@@ -161,21 +187,27 @@ def silver_lake(spark, tmp_path_factory):
     ) -> SilverLake:
         key = (users, days, seed, start_date, attrition, segment_style, new_products)
         if key not in built:
-            root = tmp_path_factory.mktemp(f"silver_{users}u_{days}d_{seed}")
-            manifest = generate(
-                root / "landing",
-                users=users,
-                days=days,
-                seed=seed,
-                start_date=start_date,
-                attrition=attrition,
-                segment_style=segment_style,
-                new_products=new_products,
-            )
-            cfg = make_config(root)
-            run_job(spark, cfg, "ingest")
-            run_job(spark, cfg, "clean")
-            built[key] = SilverLake(root, manifest, cfg)
+            root = shared / "silver_lakes" / "_".join(map(str, key))
+            finished = root / "built"  # written last: a half-built lake (a killed run) is rebuilt
+            with exclusive_lock(root.with_name(root.name + ".lock")):
+                if not finished.exists():
+                    shutil.rmtree(root, ignore_errors=True)
+                    generate(
+                        root / "landing",
+                        users=users,
+                        days=days,
+                        seed=seed,
+                        start_date=start_date,
+                        attrition=attrition,
+                        segment_style=segment_style,
+                        new_products=new_products,
+                    )
+                    cfg = make_config(root)
+                    run_job(spark, cfg, "ingest")
+                    run_job(spark, cfg, "clean")
+                    finished.touch()
+            manifest = json.loads((root / "landing" / "shop" / MANIFEST_NAME).read_text())
+            built[key] = SilverLake(root, manifest, make_config(root))
         return built[key]
 
     yield build

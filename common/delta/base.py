@@ -330,7 +330,8 @@ class DeltaStore(ABC):
         """Set session settings for one operation and put the previous values back.
 
         The session is shared, so this is only for settings an operation needs
-        (timestamp encoding, a retention check) and not for tuning.
+        (timestamp encoding, a retention check, the width of VACUUM's listing), not for
+        general tuning.
         """
         previous = {key: self.spark.conf.get(key, None) for key in conf}
         for key, value in conf.items():

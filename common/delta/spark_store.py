@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 AUTO_MERGE_CONF = "spark.databricks.delta.schema.autoMerge.enabled"  # MERGE adds new spec columns
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+# VACUUM lists the table folder with this many Spark tasks. Spark's default (10,000) is a
+# legacy value that delta-spark's maintainers advise lowering on small clusters
+# (delta-io/delta#220): on 2 local cores it made VACUUM of a one-file table take 130 s.
+LISTING_PARALLELISM_CONF = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+SPARK_DEFAULT_LISTING_PARALLELISM = "10000"
 # delta-spark's optimistic-concurrency failures (io.delta.exceptions.*), most specific first.
 _CONFLICTS = (
     "ConcurrentAppendException",
@@ -266,7 +271,11 @@ class SparkDeltaStore(DeltaStore):
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
         self._require_table(table)
         quoted = self.path(table).replace("`", "``")
-        with self._temporary_conf({RETENTION_CHECK_CONF: "false"}):
+        conf = {RETENTION_CHECK_CONF: "false"}
+        if self.spark.conf.get(LISTING_PARALLELISM_CONF) == SPARK_DEFAULT_LISTING_PARALLELISM:
+            # Unless someone chose a value: a task per core (twice, for uneven folders).
+            conf[LISTING_PARALLELISM_CONF] = str(2 * self.spark.sparkContext.defaultParallelism)
+        with self._temporary_conf(conf):
             doomed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {retention_hours:g} HOURS DRY RUN").collect()
             self._table(table).vacuum(float(retention_hours))
         removed = [str(r[0]) for r in doomed]
