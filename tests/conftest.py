@@ -43,6 +43,12 @@ TEST_SPARK_CONF = [
     "spark.conf.spark.ui.enabled=false",
     "spark.conf.spark.driver.memory=2g",
     "spark.conf.spark.sql.adaptive.enabled=false",
+    # Interpreted plans: on the suite's toy lakes, compiling generated Java for every new
+    # query costs more than it saves (six integration files: 536 s -> 426 s on 2 workers;
+    # bench/results/suite_durations.md). Results are the same; the shipped configuration
+    # keeps code generation, and the standalone-cluster test and bench/ run with it.
+    "spark.conf.spark.sql.codegen.wholeStage=false",
+    "spark.conf.spark.sql.codegen.factoryMode=NO_CODEGEN",
     # One k-means run per fit: the tests that measure segmentation set the shipped default back.
     "segment.restarts=1",
     # Exact keys only: Splink adds about 40-50 s to every clean here (2 cores), and the suite
