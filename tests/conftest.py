@@ -48,7 +48,7 @@ TEST_SPARK_CONF = [
     # bench/results/suite_durations.md). Results are the same; the shipped configuration
     # keeps code generation, and the standalone-cluster test and bench/ run with it.
     "spark.conf.spark.sql.codegen.wholeStage=false",
-    "spark.conf.spark.sql.codegen.factoryMode=NO_CODEGEN",
+    "spark.conf.spark.sql.codegen.factoryMode=NO_CODEGEN",  # but see splink_spark below
     # One k-means run per fit: the tests that measure segmentation set the shipped default back.
     "segment.restarts=1",
     # Exact keys only: Splink adds about 40-50 s to every clean here (2 cores), and the suite
@@ -104,6 +104,24 @@ def spark(tmp_path_factory):
     session = build_spark(cfg)
     yield session
     session.stop()
+
+
+# Spark's defaults for the two settings TEST_SPARK_CONF changes.
+SHIPPED_CODEGEN = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
+
+
+@pytest.fixture(scope="module")
+def splink_spark(spark):
+    """The shared session with code generation as shipped, for a module that runs Splink.
+    Splink lists tables through ``spark.catalog``, whose rows the interpreted object factory
+    cannot decode (EXPRESSION_DECODING_FAILED), and its million-pair u sample is more than
+    a toy lake, where generated code pays for its compilation."""
+    previous = {key: spark.conf.get(key) for key in SHIPPED_CODEGEN}
+    for key, value in SHIPPED_CODEGEN.items():
+        spark.conf.set(key, value)
+    yield spark
+    for key, value in previous.items():
+        spark.conf.set(key, value)
 
 
 @pytest.fixture()

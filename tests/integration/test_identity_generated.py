@@ -34,7 +34,8 @@ NO_EXACT_KEY = (
 
 
 @pytest.fixture(scope="module")
-def varied_shop(spark, tmp_path_factory):
+def varied_shop(splink_spark, tmp_path_factory):
+    spark = splink_spark
     from common.delta import open_store
 
     tmp = tmp_path_factory.mktemp("identity_generated")

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fake_people(spark, shared_data, tmp_path_factory):
+def fake_people(splink_spark, shared_data, tmp_path_factory):
+    spark = splink_spark
     from common.delta import open_store
 
     tmp = tmp_path_factory.mktemp("splink_fake")
