@@ -202,11 +202,13 @@ def run(
     for key, files in new_files.items():
         mapping, feed = by_name[key[0]], feeds[key]
         mine = tokens.where(F.col("_file_sha").isin([f.sha256 for f in files]))
-        batches.append(FeedBatch(mapping, feed, files, type_records(mine, feed, mapping.feed_time_zone(feed, cfg))))
+        typed = type_records(mine, feed, mapping.feed_time_zone(feed, cfg)).persist()
+        batches.append(FeedBatch(mapping, feed, files, typed))
 
     try:
         with _phase("split and type records"):
             stats = _file_stats(batches)
+        tokens.unpersist()  # every batch's typed records are cached now
         _check_quarantine_share(stats, cfg.ingest.max_quarantine_share)
         with _phase("write bronze"):
             outputs = _write_bronze(store, batches, stats, run_id, ingested_at, cfg.lake.target_file_rows)
@@ -216,6 +218,8 @@ def run(
         outputs[BRONZE_INGESTED_FILES.name] = store.append(BRONZE_INGESTED_FILES, rows)
     finally:
         tokens.unpersist()
+        for batch in batches:
+            batch.typed.unpersist()
 
     result.outputs = outputs
     result.row_counts = _row_counts(stats)
