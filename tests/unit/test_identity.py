@@ -208,3 +208,50 @@ def test_day_and_month_swapped_level_matches_only_swaps(spark, left, right, swap
     schema = StructType([StructField("birth_date_l", DateType()), StructField("birth_date_r", DateType())])
     frame = spark.createDataFrame([(left, right)], schema)
     assert frame.selectExpr(f"({level.sql_condition}) AS hit").first().hit is swapped
+
+
+# ---------------------------------------------------------------------------- components
+def _components_by_search(edges: list[tuple[str, str]], records: list[str]) -> dict[str, str]:
+    """The reference: breadth-first search over record-key adjacency, label = smallest id."""
+    by_key: dict[str, set[str]] = {}
+    for record, key in edges:
+        by_key.setdefault(key, set()).add(record)
+    keys_of: dict[str, set[str]] = {}
+    for record, key in edges:
+        keys_of.setdefault(record, set()).add(key)
+    label: dict[str, str] = {}
+    for start in records:
+        if start in label:
+            continue
+        seen, frontier = {start}, [start]
+        while frontier:
+            nxt = []
+            for record in frontier:
+                for key in keys_of.get(record, ()):
+                    for other in by_key[key] - seen:
+                        seen.add(other)
+                        nxt.append(other)
+            frontier = nxt
+        for record in seen:
+            label[record] = min(seen)
+    return label
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_components_on_the_driver_and_in_spark_agree_with_a_graph_search(spark, seed):
+    """Random registrations sharing a few of many keys (chains, stars, repeated rows, a
+    key on one record only): the driver's union-find and Spark's label propagation give
+    the labels of a breadth-first search."""
+    import random
+
+    rng = random.Random(seed)
+    records = [f"shop:{i:03d}" for i in range(120)]
+    edges = [(rng.choice(records), f"k{rng.randrange(150)}") for _ in range(140)]
+    edges += edges[:5]  # the same (record, key) twice
+    expected = _components_by_search(edges, records)
+    assert len(set(expected.values())) < 110  # some records are linked, or the test proves little
+    ids = spark.createDataFrame([(r,) for r in records], "record_id string")
+    keys = spark.createDataFrame(edges, "record_id string, key string")
+    for limit in (200_000, 0):  # 0: every link is over the driver's limit, so Spark's path runs
+        got = {r.record_id: r.component for r in connected_components(ids, keys, driver_max_rows=limit).collect()}
+        assert got == expected, limit
