@@ -550,6 +550,18 @@ class ContentConfig(StrictModel):
     neighbours: int = Field(
         10, gt=0, description="Content neighbours per item; gold.similar_items takes up to similar_items of them."
     )
+    fill_below: int = Field(
+        3,
+        ge=0,
+        description="Users with fewer items than this get their items' content neighbours (reason content) before"
+        " or after the model's picks, as validation NDCG@k of those users decides (or not at all); 0: never.",
+    )
+    fill_min_users: int = Field(
+        30,
+        gt=0,
+        description="Content picks are placed only when at least this many such users bought a new item in the"
+        " validation period: on fewer, a difference in NDCG@k is noise.",
+    )
 
 
 class RecommendConfig(StrictModel):

@@ -32,7 +32,10 @@ then top-N recommendations from the winner and similar items as of a date.
    item-kNN/SAR neighbour table, saved under common.artifacts.model_dir); every
    customer gets ``top_n`` items, from the winner where it knows them (reason
    ``model``) and from the popularity list for the rest and for short lists (reason
-   ``fallback``).
+   ``fallback``). Users with fewer than ``content.fill_below`` items also get their
+   items' content neighbours (reason ``content``), before or after the model's
+   picks or not at all, as validation decides for such users
+   (:func:`evaluate_content_fill`; at least ``fill_min_users`` of them).
    ``recommendForAllUsers`` asks ALS for ``top_n`` plus the user's seen-item
    margin (capped), and fallbacks come from one bounded popular list, so nothing
    joins every user with every item.
@@ -60,6 +63,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from functools import reduce
 from typing import Any
 
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -91,6 +95,10 @@ from common.tables import (
 log = logging.getLogger(__name__)
 
 MODEL, FALLBACK, CONTENT = "model", "fallback", "content"
+# Where a sparse user's content picks go (recommend.content.fill_below), chosen on
+# validation; a tie goes to the earlier, so content must earn its place.
+FILL_NONE, FILL_AFTER, FILL_BEFORE = "none", "after_model", "before_model"
+FILL_PLACEMENTS = (FILL_NONE, FILL_AFTER, FILL_BEFORE)
 ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR = (
     "als",
     "item_knn",
@@ -329,10 +337,15 @@ def model_candidates(
     return train.select("user_key", "item_id", F.lit(0.0).alias("score")).limit(0)
 
 
-def top_n_with_fallback(primary: DataFrame, fallback: DataFrame, n: int) -> DataFrame:
-    """``user_key, rank, item_id, score, reason``: the primary list first, topped up
-    from the fallback list (items not already in it) to ``n`` per user."""
-    both = primary.withColumn("_tier", F.lit(0)).unionByName(fallback.withColumn("_tier", F.lit(1)))
+def top_n_in_tiers(tiers: list[tuple[DataFrame, str]], n: int) -> DataFrame:
+    """``user_key, rank, item_id, score, reason``: each user's items of the first tier (by
+    score), then of the next tiers the items not already listed, to ``n`` per user;
+    ``reason`` names the tier an item came from."""
+    parts = [
+        df.select("user_key", "item_id", "score", F.lit(i).alias("_tier"), F.lit(reason).alias("reason"))
+        for i, (df, reason) in enumerate(tiers)
+    ]
+    both = reduce(DataFrame.unionByName, parts)
     first = Window.partitionBy("user_key", "item_id").orderBy("_tier")
     order = Window.partitionBy("user_key").orderBy("_tier", F.col("score").desc(), "item_id")
     return (
@@ -340,14 +353,33 @@ def top_n_with_fallback(primary: DataFrame, fallback: DataFrame, n: int) -> Data
         .where("_k = 1")
         .withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= n)
-        .select(
-            "user_key",
-            "rank",
-            "item_id",
-            "score",
-            F.when(F.col("_tier") == 0, F.lit(MODEL)).otherwise(F.lit(FALLBACK)).alias("reason"),
-        )
+        .select("user_key", "rank", "item_id", "score", "reason")
     )
+
+
+def top_n_with_fallback(
+    primary: DataFrame, fallback: DataFrame, n: int, content: DataFrame | None = None, placement: str = FILL_NONE
+) -> DataFrame:
+    """The primary list (reason ``model``) topped up from the fallback list (reason
+    ``fallback``) to ``n`` per user; with ``content`` picks placed ``before_model`` or
+    ``after_model``, those come first or between the two (reason ``content``)."""
+    tiers = [(primary, MODEL), (fallback, FALLBACK)]
+    if content is not None and placement != FILL_NONE:
+        tiers.insert(0 if placement == FILL_BEFORE else 1, (content, CONTENT))
+    return top_n_in_tiers(tiers, n)
+
+
+def sparse_users(train: DataFrame, below: int) -> DataFrame:
+    """``user_key`` of the users with fewer than ``below`` distinct items in ``train``."""
+    counts = train.groupBy("user_key").agg(F.countDistinct("item_id").alias("_items"))
+    return counts.where(F.col("_items") < below).select("user_key")
+
+
+def content_fill_candidates(train: DataFrame, neighbours: DataFrame, users: DataFrame) -> DataFrame:
+    """``user_key, item_id, score``: for ``users``, the content neighbours of their items
+    that they have not seen, scored by the sum of cosines to their items."""
+    weights = train.select("user_key", "item_id", F.lit(1.0).alias("weight"))
+    return neighbour_candidates(weights, neighbours, train, users)
 
 
 # ---------------------------------------------------------------------------- splitting
@@ -420,6 +452,59 @@ def evaluate_methods(
             lists.unpersist()
             release(fitted)
     return out
+
+
+def evaluate_content_fill(
+    split: Split,
+    raw: DataFrame,
+    products: DataFrame,
+    rc: RecommendConfig,
+    params: AlsParams,
+    method: str,
+    neighbours: DataFrame,
+    catalogue_size: int,
+) -> dict[str, Any]:
+    """``{placement: metrics}`` of ``method``'s lists with the content picks placed each
+    way (:data:`FILL_PLACEMENTS`), for the split's sparse users: fewer than
+    ``content.fill_below`` training items and a relevant item."""
+    k = rc.k
+    sparse = (
+        sparse_users(split.train, rc.content.fill_below)
+        .join(split.relevant.select("user_key").distinct(), "user_key")
+        .persist()
+    )
+    cached = [sparse]
+    try:
+        if not sparse.limit(1).count():
+            return {"skipped": "no user with few training items bought a new item in this period"}
+        fitted = fit_candidate(method, split.train, rc, params)
+        try:
+            primary = model_candidates(fitted, split.train, raw, split.until, rc, sparse, k, products).persist()
+            content = content_fill_candidates(split.train, neighbours, sparse).persist()
+            cached += [primary, content]
+            fallback = popular_candidates(split.train, sparse, k)
+            relevant = split.relevant.join(sparse, "user_key", "left_semi")
+            cols = ranking.Columns(user="user_key", item="item_id", rank="rank")
+            return {
+                placement: ranking.evaluate(
+                    top_n_with_fallback(primary, fallback, k, content, placement), relevant, k, catalogue_size, cols
+                )
+                for placement in FILL_PLACEMENTS
+            }
+        finally:
+            release(fitted)
+    finally:
+        for df in cached:
+            df.unpersist()
+
+
+def choose_placement(validation: dict[str, Any], k: int, min_users: int = 1) -> str:
+    """The placement with the best validation NDCG@k (ties: the earlier); none when not
+    evaluated or on fewer than ``min_users`` users."""
+    scored = [p for p in FILL_PLACEMENTS if isinstance(validation.get(p), dict)]
+    if not scored or validation[scored[0]]["users"] < min_users:
+        return FILL_NONE
+    return max(scored, key=lambda p: (validation[p][f"ndcg@{k}"], -FILL_PLACEMENTS.index(p)))
 
 
 def choose_params(
@@ -677,12 +762,15 @@ def run(
     try:
         # Every item touched so far bounds the factor table ALS will publish.
         check_similar_items_size(rc, raw.select("item_id").distinct().count())
-        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached)
-        vectors = None
+        vectors = neighbours = None
         if rc.content.enabled and products.limit(1).count():
             vectors = content_vectors(products, rc).persist()
-            cached.append(vectors)
+            neighbours = vectors.transform(content_neighbours(rc.content.neighbours, NEIGHBOUR)).persist()
+            cached += [vectors, neighbours]
+        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached, neighbours)
+        if vectors is not None:
             evaluation["cold_start"] = _cold_start(raw, products, vectors, rc, as_of)
+        placement = evaluation["content_fill"]["placement"]
         params = AlsParams(**evaluation["chosen_params"])
         chosen = evaluation["chosen_model"]
         # Publish: everything up to the as-of day.
@@ -706,7 +794,7 @@ def run(
                 if chosen == ALS_METHOD:
                     primary = als_candidates(model, ids, interactions, None, rc.top_n)
                 if rc.similar_items:
-                    content = None if vectors is None else vectors.transform(content_neighbours(rc.content.neighbours))
+                    content = None if neighbours is None else neighbours.withColumnRenamed(NEIGHBOUR, "similar_item_id")
                     similar = similar_items(
                         model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, content
                     )
@@ -719,7 +807,13 @@ def run(
                 primary = model_candidates(fitted, interactions, raw, as_of, rc, None, rc.top_n)
         elif rc.similar_items:
             similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
-        recs = top_n_with_fallback(primary, fallback, rc.top_n).withColumn("score", F.round("score", 6))
+        fill = None
+        if placement != FILL_NONE and neighbours is not None:
+            sparse = sparse_users(interactions, rc.content.fill_below)
+            fill = content_fill_candidates(interactions, neighbours, sparse)
+        recs = top_n_with_fallback(primary, fallback, rc.top_n, fill, placement).withColumn(
+            "score", F.round("score", 6)
+        )
         outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
         for spec, df in outputs:
             result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
@@ -752,6 +846,7 @@ def run(
         "validation_candidates": evaluation["validation_candidates"],
         "search": evaluation["search"],
         "cold_start": evaluation.get("cold_start", "skipped: recommend.content.enabled is false or no products"),
+        "content_fill": evaluation["content_fill"],
         # Of the published (chosen) model.
         f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
         if chosen_ndcg is not None and pop_ndcg
@@ -785,9 +880,17 @@ def _cold_start(raw: DataFrame, products: DataFrame, vectors: DataFrame, rc: Rec
 
 
 def _evaluate(
-    raw: DataFrame, products: DataFrame, rc: RecommendConfig, as_of: date, catalogue_size: int, cached: list
+    raw: DataFrame,
+    products: DataFrame,
+    rc: RecommendConfig,
+    as_of: date,
+    catalogue_size: int,
+    cached: list,
+    content: DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Choose ALS hyperparameters and then the candidate on validation; score every method once on test."""
+    """Choose ALS hyperparameters, then the candidate, then where sparse users' content
+    picks go (``content``: item neighbours, or None) on validation; score every method
+    and placement once on test."""
     if rc.split == "time":
         cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
         if cutoff >= as_of:
@@ -826,13 +929,41 @@ def _evaluate(
         "search": search,
         "validation_candidates": {m: scores[m] for m in candidates if m in scores},
     }
-    if test.train.limit(1).count() and test.relevant.limit(1).count():
+    tested = test.train.limit(1).count() and test.relevant.limit(1).count()
+    if tested:
         methods = [m for m in METHODS if m in candidates or m in (MOST_POPULAR, CATEGORY_POPULAR)]
         out["test"] = evaluate_methods(test, raw, products, rc, params, catalogue_size, methods)
     else:
         out["test"] = {}
         log.warning("recommend: no training interactions or test purchases; evaluation skipped")
+    out["content_fill"] = _content_fill(test, validation, raw, products, rc, params, chosen, content, catalogue_size)
     return out
+
+
+def _content_fill(
+    test: Split,
+    validation: Split,
+    raw: DataFrame,
+    products: DataFrame,
+    rc: RecommendConfig,
+    params: AlsParams,
+    chosen: str,
+    content: DataFrame | None,
+    catalogue_size: int,
+) -> dict[str, Any]:
+    """Where the chosen model's sparse users get content picks: validated, then tested."""
+    below = rc.content.fill_below
+    fill: dict[str, Any] = {"fill_below": below, "placement": FILL_NONE}
+    if content is None or not below:
+        return {**fill, "skipped": "recommend.content is off, fill_below is 0 or there are no products"}
+    fill["validation"] = evaluate_content_fill(validation, raw, products, rc, params, chosen, content, catalogue_size)
+    fill["placement"] = choose_placement(fill["validation"], rc.k, rc.content.fill_min_users)
+    users = fill["validation"].get(FILL_NONE, {}).get("users", 0)
+    if users and users < rc.content.fill_min_users:
+        fill["undecided"] = f"{users} such users on validation, fewer than fill_min_users ({rc.content.fill_min_users})"
+    fill["test"] = evaluate_content_fill(test, raw, products, rc, params, chosen, content, catalogue_size)
+    log.info("recommend: content picks for users with fewer than %d items: %s", below, fill["placement"])
+    return fill
 
 
 def _test_cells(row: dict[str, Any] | None, names: list[str]) -> list[str]:
@@ -885,6 +1016,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     ]
     lines += _search_lines(metrics.get("search", {}), metrics["validation"], k)
     lines += _cold_start_lines(metrics.get("cold_start"), k)
+    lines += _content_fill_lines(metrics.get("content_fill", {}), k)
     pub = metrics["published"]
     lines += [
         "",
@@ -941,6 +1073,33 @@ def _cold_start_lines(cold: Any, k: int) -> list[str]:
     ]
 
 
+def _content_fill_lines(fill: dict[str, Any], k: int) -> list[str]:
+    """The report's section on content picks for users with few items (see :func:`evaluate_content_fill`)."""
+    lines = ["", f"## Content picks for users with fewer than {fill.get('fill_below')} items", ""]
+    if "skipped" in fill:
+        return [*lines, f"Not evaluated: {fill['skipped']}."]
+    names = [f"ndcg@{k}", f"precision@{k}", "users"]
+    rows = []
+    for placement in FILL_PLACEMENTS:
+        cells = [placement]
+        for side in ("validation", "test"):
+            cells += _test_cells(fill.get(side, {}).get(placement), names)
+        rows.append([*cells, "yes" if placement == fill["placement"] else ""])
+    skipped = [f"{side}: {fill[side]['skipped']}" for side in ("validation", "test") if "skipped" in fill.get(side, {})]
+    return [
+        *lines,
+        "The published model's lists for these users with their items' content neighbours placed before the "
+        "model's picks, after them (ahead of the popular fallback) or not at all; the best validation "
+        f"NDCG@{k} is published (a tie keeps the earlier row)."
+        + (f" Not evaluated on {'; '.join(skipped)}." if skipped else "")
+        + (f" Kept out: {fill['undecided']}." if "undecided" in fill else ""),
+        "",
+        *markdown.table(
+            ["content picks", *[f"{side} {n}" for side in ("validation", "test") for n in names], "chosen"], rows
+        ),
+    ]
+
+
 def _summary(metrics: dict[str, Any], k: int) -> str:
     lines = [
         f"recommend: as of {metrics['as_of']}, {metrics['published']['users']:,} users, "
@@ -954,5 +1113,7 @@ def _summary(metrics: dict[str, Any], k: int) -> str:
             f"  cold start hit_rate@{k}: content {cold[CONTENT][f'hit_rate@{k}']:.4f}"
             f"  random same category {cold[RANDOM_SAME_CATEGORY][f'hit_rate@{k}']:.4f}"
         )
+    fill = metrics.get("content_fill", {})
+    lines.append(f"  content picks for users with fewer than {fill.get('fill_below')} items: {fill.get('placement')}")
     lines.append(f"  reasons: {metrics['published']['reasons']}  report: {metrics['report']}")
     return "\n".join(lines)

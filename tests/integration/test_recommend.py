@@ -10,10 +10,18 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.config import BasketConfig
+from common.content import content_neighbours
 from common.delta import open_store
 from common.interactions import aggregate, raw_interactions
-from common.tables import GOLD_RECOMMENDATIONS, GOLD_SIMILAR_ITEMS, SILVER_ORDER_LINES, SILVER_ORDERS
+from common.tables import (
+    GOLD_RECOMMENDATIONS,
+    GOLD_SIMILAR_ITEMS,
+    SILVER_ORDER_LINES,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+)
 from jobs.basket import baskets_from_silver, mine
+from jobs.recommend import content_vectors
 from jobs.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
@@ -43,9 +51,14 @@ def shop(silver_lake):
     return silver_lake()
 
 
+# The shop's customers with fewer than ten items who buy something new in the validation
+# period are few (six), so the fixture lowers fill_min_users to see content picks published.
+CONTENT_FILL = ["recommend.content.fill_below=10", "recommend.content.fill_min_users=5"]
+
+
 @pytest.fixture(scope="module")
 def recommended(spark, shop, tmp_path_factory, secret):
-    cfg = shop.copy_to(tmp_path_factory.mktemp("recommend"), *SMALL_GRID)
+    cfg = shop.copy_to(tmp_path_factory.mktemp("recommend"), *SMALL_GRID, *CONTENT_FILL)
     return cfg, run_job(spark, cfg, "recommend")
 
 
@@ -124,12 +137,27 @@ def test_published_recommendations_are_complete_unseen_and_keyed(spark, recommen
     assert recs.select("user_key", "as_of", "rank").distinct().count() == recs.count()
     per_user = recs.groupBy("user_key").agg(F.count("*").alias("n"), F.countDistinct("item_id").alias("d"))
     assert per_user.where((F.col("n") != n) | (F.col("d") != n)).count() == 0
-    assert {r["reason"] for r in recs.select("reason").distinct().collect()} == {"model", "fallback"}
+    assert {r["reason"] for r in recs.select("reason").distinct().collect()} == {"model", "content", "fallback"}
     assert result.metrics["published"]["reasons"]["model"] > result.metrics["published"]["reasons"]["fallback"]
     # Nothing the user touched up to the as-of day is recommended back.
     events, orders, lines = (store.read(store_spec) for store_spec in _silver(store))
     seen = aggregate(raw_interactions(events, orders, lines, cfg.recommend.event_weights), _date(as_of))
     assert recs.join(seen, ["user_key", "item_id"]).count() == 0
+    # Content picks only for users with fewer than fill_below items, each a content
+    # neighbour of one of their items, placed where validation put them.
+    fill = result.metrics["content_fill"]
+    assert fill["placement"] in ("after_model", "before_model"), fill
+    below = cfg.recommend.content.fill_below
+    items = seen.groupBy("user_key").agg(F.collect_set("item_id").alias("items"))
+    picks = recs.where("reason = 'content'").join(items, "user_key").collect()
+    assert picks and all(len(r["items"]) < below for r in picks)
+    products = store.read(SILVER_PRODUCTS)
+    nbrs = content_vectors(products, cfg.recommend).transform(content_neighbours(cfg.recommend.content.neighbours))
+    pairs = {(r.item_id, r.similar_item_id) for r in nbrs.collect()}
+    assert all(any((own, r["item_id"]) in pairs for own in r["items"]) for r in picks)
+    first = {"before_model": "content", "after_model": "model"}[fill["placement"]]
+    firsts = recs.where("rank = 1").join(recs.where("reason = 'content'").select("user_key").distinct(), "user_key")
+    assert first in {r["reason"] for r in firsts.collect()}
     similar = store.read(GOLD_SIMILAR_ITEMS)
     assert similar.where("item_id = similar_item_id").count() == 0
     assert similar.where("reason = 'model' AND (similarity < 0 OR similarity > 1.000001)").count() == 0
@@ -185,7 +213,14 @@ def test_report_shows_every_method_side_by_side(recommended):
     for method in CANDIDATES:
         mark = "yes" if method == chosen else ""
         assert re.search(rf"^\| {method} \| (0\.\d{{4}} \| ){{4}}{mark} *\|$", text, re.M), method
-    assert "reasons: fallback" in text
+    assert re.search(r"^- reasons: content \d+, fallback \d+, model \d+$", text, re.M)
+    # The content-picks section: each placement on validation and test, the published one marked.
+    fill = result.metrics["content_fill"]
+    assert "## Content picks for users with fewer than 10 items" in text
+    for placement in ("none", "after_model", "before_model"):
+        mark = "yes" if placement == fill["placement"] else ""
+        users = fill["validation"][placement]["users"]
+        assert re.search(rf"^\| {placement} \| 0\.\d{{4}} \| 0\.\d{{4}} \| {users} \| .*\| {mark} *\|$", text, re.M)
     # The ALS search section: every trial with its rung, iterations, validation figures and seconds.
     assert "## ALS search (validation NDCG@10)" in text and "Strategy `halving`, seed 42, 6 fits in" in text
     trial = r"^\| {rung} \| 16 \| 0\.3 \| (5|20)\.0 \| (raw|log1p) \| {it} \| 0\.\d{{4}} \| 0\.\d{{4}} \| [\d.]+ \|$"

@@ -182,3 +182,72 @@ def test_fit_als_fits_the_confidence_transformed_strength(spark):
     assert logged != pytest.approx(factors(train, "raw"), abs=1e-3)
     with pytest.raises(ValueError, match="bm42"):
         fit_als(train, AlsParams(**point, confidence="bm42"), seed=1)
+
+
+# ------------------------------------------------------- content picks for sparse users
+def test_sparse_users_get_content_picks_where_validation_placed_them(spark):
+    """u1 touched one item, u2 three: with fill_below 2 only u1 is sparse. u1's content
+    picks are the neighbours of its item it has not seen, scored by cosine (b 0.9, c 0.5);
+    placed before the model they lead the list, after it they top it up ahead of the
+    popular fallback, and an item in two tiers is listed once, from the earlier."""
+    from jobs.recommend import (
+        FILL_AFTER,
+        FILL_BEFORE,
+        FILL_NONE,
+        NEIGHBOUR,
+        content_fill_candidates,
+        sparse_users,
+        top_n_with_fallback,
+    )
+
+    train = spark.createDataFrame(
+        [("u1", "a", 1.0), ("u2", "a", 1.0), ("u2", "b", 1.0), ("u2", "d", 1.0)],
+        "user_key string, item_id string, strength double",
+    )
+    neighbours = spark.createDataFrame(
+        [("a", "b", 0.9), ("a", "c", 0.5), ("b", "a", 0.9), ("d", "e", 0.3)],
+        f"item_id string, {NEIGHBOUR} string, similarity double",
+    )
+    sparse = sparse_users(train, 2)
+    assert [r.user_key for r in sparse.collect()] == ["u1"]
+    content = content_fill_candidates(train, neighbours, sparse)
+    assert sorted((r.user_key, r.item_id, r.score) for r in content.collect()) == [("u1", "b", 0.9), ("u1", "c", 0.5)]
+
+    schema = "user_key string, item_id string, score double"
+    primary = spark.createDataFrame([("u1", "c", 3.0), ("u2", "e", 2.0)], schema)
+    fallback = spark.createDataFrame([("u1", "f", 9.0), ("u2", "f", 9.0), ("u1", "g", 8.0)], schema)
+
+    def lists(placement):
+        rows = top_n_with_fallback(primary, fallback, 3, content, placement).orderBy("user_key", "rank").collect()
+        return [(r.user_key, r.rank, r.item_id, r.reason) for r in rows]
+
+    assert lists(FILL_NONE) == [
+        ("u1", 1, "c", "model"), ("u1", 2, "f", "fallback"), ("u1", 3, "g", "fallback"),
+        ("u2", 1, "e", "model"), ("u2", 2, "f", "fallback"),
+    ]  # fmt: skip
+    assert lists(FILL_AFTER) == [
+        ("u1", 1, "c", "model"), ("u1", 2, "b", "content"), ("u1", 3, "f", "fallback"),
+        ("u2", 1, "e", "model"), ("u2", 2, "f", "fallback"),
+    ]  # fmt: skip
+    assert lists(FILL_BEFORE) == [
+        ("u1", 1, "b", "content"), ("u1", 2, "c", "content"), ("u1", 3, "f", "fallback"),
+        ("u2", 1, "e", "model"), ("u2", 2, "f", "fallback"),
+    ]  # fmt: skip
+
+
+def test_the_placement_is_the_best_on_validation_and_a_tie_keeps_content_out():
+    from jobs.recommend import choose_placement
+
+    def scores(none, after, before):
+        return {
+            p: {"ndcg@10": v, "users": 40}
+            for p, v in (("none", none), ("after_model", after), ("before_model", before))
+        }
+
+    assert choose_placement(scores(0.2, 0.2, 0.3), 10) == "before_model"
+    assert choose_placement(scores(0.2, 0.25, 0.1), 10) == "after_model"
+    assert choose_placement(scores(0.2, 0.2, 0.2), 10) == "none"
+    assert choose_placement({"skipped": "no sparse user bought anything"}, 10) == "none"
+    few = {p: {"ndcg@10": v, "users": 29} for p, v in (("none", 0.1), ("after_model", 0.5), ("before_model", 0.2))}
+    assert choose_placement(few, 10, min_users=30) == "none"  # 29 users: the gain is not trusted
+    assert choose_placement(few, 10, min_users=29) == "after_model"
