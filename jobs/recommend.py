@@ -463,10 +463,12 @@ def evaluate_content_fill(
     method: str,
     neighbours: DataFrame,
     catalogue_size: int,
+    min_users: int = 1,
 ) -> dict[str, Any]:
     """``{placement: metrics}`` of ``method``'s lists with the content picks placed each
     way (:data:`FILL_PLACEMENTS`), for the split's sparse users: fewer than
-    ``content.fill_below`` training items and a relevant item."""
+    ``content.fill_below`` training items and a relevant item; skipped (nothing fitted)
+    on fewer than ``min_users`` of them."""
     k = rc.k
     sparse = (
         sparse_users(split.train, rc.content.fill_below)
@@ -475,8 +477,10 @@ def evaluate_content_fill(
     )
     cached = [sparse]
     try:
-        if not sparse.limit(1).count():
-            return {"skipped": "no user with few training items bought a new item in this period"}
+        users = sparse.count()
+        if users < max(min_users, 1):
+            who = f"users with fewer than {rc.content.fill_below} training items bought a new item"
+            return {"skipped": f"no {who}" if not users else f"{users} {who}, fewer than fill_min_users {min_users}"}
         fitted = fit_candidate(method, split.train, rc, params)
         try:
             primary = model_candidates(fitted, split.train, raw, split.until, rc, sparse, k, products).persist()
@@ -956,12 +960,15 @@ def _content_fill(
     fill: dict[str, Any] = {"fill_below": below, "placement": FILL_NONE}
     if content is None or not below:
         return {**fill, "skipped": "recommend.content is off, fill_below is 0 or there are no products"}
-    fill["validation"] = evaluate_content_fill(validation, raw, products, rc, params, chosen, content, catalogue_size)
-    fill["placement"] = choose_placement(fill["validation"], rc.k, rc.content.fill_min_users)
-    users = fill["validation"].get(FILL_NONE, {}).get("users", 0)
-    if users and users < rc.content.fill_min_users:
-        fill["undecided"] = f"{users} such users on validation, fewer than fill_min_users ({rc.content.fill_min_users})"
-    fill["test"] = evaluate_content_fill(test, raw, products, rc, params, chosen, content, catalogue_size)
+    least = rc.content.fill_min_users
+    fill["validation"] = evaluate_content_fill(
+        validation, raw, products, rc, params, chosen, content, catalogue_size, least
+    )
+    fill["placement"] = choose_placement(fill["validation"], rc.k, least)
+    if "skipped" in fill["validation"]:
+        fill["test"] = {"skipped": "not evaluated on validation"}
+    else:
+        fill["test"] = evaluate_content_fill(test, raw, products, rc, params, chosen, content, catalogue_size)
     log.info("recommend: content picks for users with fewer than %d items: %s", below, fill["placement"])
     return fill
 
@@ -1091,8 +1098,7 @@ def _content_fill_lines(fill: dict[str, Any], k: int) -> list[str]:
         "The published model's lists for these users with their items' content neighbours placed before the "
         "model's picks, after them (ahead of the popular fallback) or not at all; the best validation "
         f"NDCG@{k} is published (a tie keeps the earlier row)."
-        + (f" Not evaluated on {'; '.join(skipped)}." if skipped else "")
-        + (f" Kept out: {fill['undecided']}." if "undecided" in fill else ""),
+        + (f" Not evaluated on {'; '.join(skipped)}." if skipped else ""),
         "",
         *markdown.table(
             ["content picks", *[f"{side} {n}" for side in ("validation", "test") for n in names], "chosen"], rows
