@@ -41,12 +41,12 @@ run: setup jars blas $(SECRET_FILE)  ## generate sample data, run the pipeline o
 	SHOPLAKE_PSEUDONYM_SECRET="$${SHOPLAKE_PSEUDONYM_SECRET:-$$(cat $(SECRET_FILE))}" $(BIN)/shoplake pipeline
 	$(BIN)/shoplake report
 
-dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, conf), main.py and the wheel
+dist: setup  ## build dist/ for spark-submit: the --py-files zip (common, jobs, shoplake, conf), main.py and the wheel
 	$(BIN)/shoplake package --out dist
 
 # ruff, then the import contracts of pyproject.toml [tool.importlinter] (docs/architecture.md).
-lint: setup  ## ruff and the import contracts (common never imports jobs; data jobs import only common)
-	$(BIN)/ruff check common jobs tests bench
+lint: setup  ## ruff and the import contracts (common imports neither jobs nor shoplake; data jobs import only common)
+	$(BIN)/ruff check common jobs shoplake tests bench
 	$(BIN)/lint-imports --no-cache
 
 # The report test opens the HTML report in headless Chromium (Debian package `chromium`).

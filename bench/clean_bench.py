@@ -44,8 +44,8 @@ def bare_copy(spark, store, out: Path) -> int:
 def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) -> list[dict]:
     from common.config import load_config
     from common.delta import open_store
-    from jobs.generate import generate
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.registry import run_job
 
     landing, lake = work / f"landing-{users}x{days}", work / f"lake-{users}x{days}"
     generate(landing, users, days, seed, date(2024, 1, 1))

@@ -91,7 +91,7 @@ def markdown(rows: list[dict], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = bench_parser(__doc__, runs=2, seed=42).parse_args(argv)
     os.environ.setdefault("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret-not-for-production")
-    from jobs.generate import generate
+    from shoplake.generate import generate
 
     command = "python bench/delta_backends.py " + " ".join(argv if argv is not None else sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="shoplake-delta-backends-"))

@@ -1,4 +1,4 @@
-"""Time the sample-data generator (:func:`jobs.generate.generate`) at several scales.
+"""Time the sample-data generator (:func:`shoplake.generate.generate`) at several scales.
 
 The claim under test: generation is vectorised and streamed per day, so about one
 million events (users=10000, days=90) take well under two minutes on a 2-core
@@ -40,7 +40,7 @@ MB = 1024 * 1024
 def _child(users: int, days: int, seed: int, start: str, out: str) -> None:
     """Run one generation in this process and print its figures as JSON."""
     sys.path.insert(0, str(PROJECT_ROOT))
-    from jobs.generate import generate
+    from shoplake.generate import generate
 
     began = time.perf_counter()
     manifest = generate(out, users, days, seed, date.fromisoformat(start))
@@ -91,7 +91,7 @@ def _report(args: argparse.Namespace, results: dict[tuple[int, int], list[dict]]
         + [f"--runs {args.runs}", f"--seed {args.seed}", f"--out {args.out}"]
     )
     lines = [
-        "# Sample-data generator benchmark (`jobs.generate.generate`)",
+        "# Sample-data generator benchmark (`shoplake.generate.generate`)",
         "",
         f"Command: `{cmd}`",
         "",

@@ -53,8 +53,8 @@ def run_one(records: int, method: str, seed: int, overrides: list[str]) -> dict:
     from common.spark import build_spark
     from common.tables import BRONZE_CUSTOMERS
     from jobs.clean import prepare_customers, resolve_people
-    from jobs.generate import VARIED_DUP_SHARE, generate
-    from jobs.registry import run_job
+    from shoplake.generate import VARIED_DUP_SHARE, generate
+    from shoplake.registry import run_job
 
     users = round(records / (1 + VARIED_DUP_SHARE))
     with tempfile.TemporaryDirectory(prefix="shoplake-identity-") as tmp:

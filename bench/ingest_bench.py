@@ -37,8 +37,8 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
     from common.config import load_config
     from common.delta import open_store
     from common.tables import get_table
-    from jobs.generate import generate
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.registry import run_job
 
     landing = work / f"landing-{users}x{days}"
     shutil.rmtree(landing, ignore_errors=True)

@@ -1,7 +1,7 @@
 """The whole ``shoplake pipeline`` at several scales: time per step, records per
 second and peak memory (driver Python and JVM).
 
-Every job in ``jobs.registry.PIPELINE`` runs, in order, through ``run_job`` (as
+Every job in ``shoplake.registry.PIPELINE`` runs, in order, through ``run_job`` (as
 ``shoplake pipeline`` does) on a fresh lake, so a newly registered job is
 benchmarked without touching this file. For each scale the sample shop is
 generated once (seeded; generation is timed but not part of the pipeline); each
@@ -56,7 +56,7 @@ def run_pipeline(landing: str, lake: str, jobs: list[str], overrides: list[str])
     ``--set``); the measurements per step."""
     from common.config import load_config
     from common.spark import build_spark
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     cfg = load_config("local", [f"lake.root={lake}", f"landing.root={landing}", *overrides])
     began = time.perf_counter()
@@ -90,7 +90,7 @@ def run_pipeline(landing: str, lake: str, jobs: list[str], overrides: list[str])
 def markdown(results: list[dict], command: str) -> str:
     commands = list(dict.fromkeys(r.get("command", command) for r in results)) or [command]
     lines = [
-        "# Pipeline benchmark (`shoplake pipeline`: every job of jobs.registry.PIPELINE)",
+        "# Pipeline benchmark (`shoplake pipeline`: every job of shoplake.registry.PIPELINE)",
         "",
         *(f"Command: `{c}`" for c in commands),
         "",
@@ -99,7 +99,7 @@ def markdown(results: list[dict], command: str) -> str:
         "Spark jobs while measured (noisy: compare orders of magnitude, not seconds). Spark local[2], "
         "conf/local.yaml (driver memory 4g) plus the command's `--set` overrides, delta-rs backend. "
         "Each run is a fresh process on a fresh lake; "
-        "landing data from `jobs.generate` (seed in the command).",
+        "landing data from `shoplake.generate` (seed in the command).",
         "",
         "Records/s = all landing records of the scale / the step's wall time. Peak RSS is sampled during the "
         "step (driver: the Python process; JVM: the java child's VmRSS/VmHWM, a lifetime high-water mark, "
@@ -140,7 +140,7 @@ def markdown(results: list[dict], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, runs=1, seed=42)
-    parser.add_argument("--jobs", default=None, help="comma-separated jobs (default: jobs.registry.PIPELINE)")
+    parser.add_argument("--jobs", default=None, help="comma-separated jobs (default: shoplake.registry.PIPELINE)")
     # e.g. --set spark.conf.spark.driver.memory=12g for the largest scale
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--results", default=None, help="JSON-lines file: earlier runs are kept, new ones appended")
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(run_pipeline(landing, lake, jobs.split(","), args.set)), flush=True)
         return 0
 
-    from jobs.generate import generate
-    from jobs.registry import PIPELINE
+    from shoplake.generate import generate
+    from shoplake.registry import PIPELINE
 
     command = "python bench/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
     jobs = args.jobs.split(",") if args.jobs else list(PIPELINE)

@@ -28,7 +28,7 @@ ONE_RESTART = "segment.restarts=1"
 
 
 def _timed(spark, cfg, job: str):
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     began = time.perf_counter()
     result = run_job(spark, cfg, job)
@@ -37,8 +37,8 @@ def _timed(spark, cfg, job: str):
 
 def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) -> list[dict]:
     from common.config import load_config
-    from jobs.generate import generate
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.registry import run_job
 
     landing, lake = work / f"landing-{users}x{days}", work / f"lake-{users}x{days}"
     generate(landing, users, days, seed, date(2024, 1, 1))

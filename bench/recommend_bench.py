@@ -54,9 +54,9 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
     from common.interactions import aggregate, raw_interactions
     from common.tables import SILVER_EVENTS, SILVER_ORDER_LINES, SILVER_ORDERS
     from jobs.basket import baskets_from_silver, mine
-    from jobs.generate import generate
     from jobs.recommend import als_candidates, fit_als, grid
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.registry import run_job
 
     landing, lake = work / f"landing-{users}x{days}", work / f"lake-{users}x{days}"
     generate(landing, users, days, seed, date(2024, 1, 1))

@@ -158,8 +158,8 @@ def run_shop(users: int, products: int, days: int, seed: int, overrides: list[st
     from pyspark.sql import functions as F
 
     from common.tables import GOLD_SIMILAR_ITEMS
-    from jobs.generate import generate
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.registry import run_job
 
     with tempfile.TemporaryDirectory(prefix="shoplake-similar-") as tmp:
         landing, lake = Path(tmp) / "landing", Path(tmp) / "lake"

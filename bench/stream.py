@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobs.generate.live import replay  # noqa: E402
+from shoplake.generate.live import replay  # noqa: E402
 
 EVENTS_PER_USER_DAY = 1.2  # generated shops: about 107k events at 1,000 users x 90 days
 
@@ -129,7 +129,7 @@ def one_rate(
             "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false", *extra,
         ]  # fmt: skip
         env = {**os.environ, "SHOPLAKE_PSEUDONYM_SECRET": os.environ.get("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret")}
-        command = [sys.executable, "-m", "jobs.cli", "stream", *(a for s in sets for a in ("--set", s))]
+        command = [sys.executable, "-m", "shoplake.cli", "stream", *(a for s in sets for a in ("--set", s))]
         log = open(root / "stream.log", "wb")  # noqa: SIM115 - kept open while the process runs
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
         try:

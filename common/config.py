@@ -86,15 +86,15 @@ class GenerateConfig(StrictModel):
         0.0, ge=0, le=100, description="Multiplier of every segment's daily hazard of leaving for good (0 = off)."
     )
     segment_style: Literal["overlapping", "distinct"] = Field(
-        "overlapping", description="'distinct' draws the planted segments apart (jobs.generate.DISTINCT_SEGMENTS)."
+        "overlapping", description="'distinct' draws the planted segments apart (shoplake.generate.DISTINCT_SEGMENTS)."
     )
     products: int | None = Field(
-        None, ge=100, description="Catalogue size; null: one product per ten users, at least 200 (jobs.generate)."
+        None, ge=100, description="Catalogue size; null: one product per ten users, at least 200 (shoplake.generate)."
     )
     duplicates: Literal["same_phone", "varied"] = Field(
         "same_phone",
         description="Second registrations: 'same_phone' (exact keys find them) or 'varied' (typos, pinyin, "
-        "missing and new identifiers; jobs.generate.DUPLICATE_VARIATIONS).",
+        "missing and new identifiers; shoplake.generate.DUPLICATE_VARIATIONS).",
     )
     out: str = Field("data/landing", description="Where generated landing files go.")
 

@@ -13,7 +13,7 @@ No message ever quotes the personal data it was given.
 Module imports are standard library only: the Python workers import this module to run
 the UDFs, and pyspark/pandas are imported inside the functions that need them.
 
-Formats handled are the ones the sample shop produces (see ``jobs.generate``): mainland
+Formats handled are the ones the sample shop produces (see ``shoplake.generate``): mainland
 mobiles typed as ``13800138000``, ``+86 138-0013-8000``, ``138 0013 8000``, ``86-13800138000``,
 ``0086 138 0013 8000``; 18-character resident ID numbers with an ISO 7064 MOD 11-2 check
 character; IPv4 and IPv6 client addresses.

@@ -52,7 +52,7 @@ class TableSpec:
         partition_by: Delta partition columns.
         pii: True when the table holds raw personal data (bronze only).
         description: one line for docs and ``shoplake tables``.
-        written_by: the one job that writes it (``jobs.registry`` derives the pipeline
+        written_by: the one job that writes it (``shoplake.registry`` derives the pipeline
             order from this and each job's declared reads); empty for ``ops.run_log``,
             which every job appends to.
     """

@@ -188,9 +188,9 @@ def silver_lake(spark, tmp_path_factory):
     common temporary folder while holding a lock, and the others wait and read it (the pattern
     pytest-xdist documents for session fixtures). It is read-only to every test, so sharing
     it across processes is safe."""
-    from jobs.generate import generate
-    from jobs.generate.helpers import MANIFEST_NAME
-    from jobs.registry import run_job
+    from shoplake.generate import generate
+    from shoplake.generate.helpers import MANIFEST_NAME
+    from shoplake.registry import run_job
 
     # One folder per test run: the workers' base folders (popen-gwN) share a parent.
     shared = tmp_path_factory.getbasetemp()

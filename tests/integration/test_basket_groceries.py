@@ -54,7 +54,7 @@ def test_support_0006_confidence_025_gives_463_rules_led_by_herbs_root_vegetable
 
 @pytest.fixture(scope="module")
 def basket_lake(spark, shared_data, tmp_path_factory, secret_env_module):
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     root = tmp_path_factory.mktemp("groceries")
     cfg = make_config(

@@ -39,7 +39,7 @@ from common.tables import (
     get_table,
 )
 from jobs.campaign import control_bucket
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, with_missing_columns
 
 STAGES = ["new", "active", "dormant", "churned", "reactivated"]

@@ -30,7 +30,7 @@ from common.tables import (
     SILVER_USER_KEY_MAP,
 )
 from jobs.churn import build_frame, read_inputs
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
 GENERATED = [

@@ -16,8 +16,8 @@ from common import privacy
 from common.errors import ShopLakeError
 from common.tables import ALL_TABLES, get_table
 from jobs.clean import SILVER_SPECS
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import make_config, string_cells
 
 SECRET = "test-secret-not-for-production"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from common.tables import ALL_TABLES
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import PROJECT_ROOT, TEST_SPARK_CONF, make_config
 
-SHOPLAKE = [sys.executable, "-m", "jobs.cli"]
+SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
 
 
 def shoplake(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

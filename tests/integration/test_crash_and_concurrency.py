@@ -1,6 +1,6 @@
 """Crash safety and concurrent runs (issue 9, items 1 and 3).
 
-Jobs run as real ``python -m jobs.cli`` subprocesses (own JVM, own process group)
+Jobs run as real ``python -m shoplake.cli`` subprocesses (own JVM, own process group)
 and are SIGKILLed at chosen points of their write path, found by polling the lake
 folder: while the first table is being staged (nothing committed; clean into
 silver, basket into gold), with some tables committed and others not, and with
@@ -32,8 +32,8 @@ import pytest
 from deltalake import DeltaTable
 
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, BRONZE_QUARANTINE
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import TEST_SPARK_CONF, make_config, requires_delta_spark
 
 pytestmark = pytest.mark.slow  # every test starts one or more Spark JVMs as subprocesses
@@ -45,7 +45,7 @@ STAGING = "_shoplake_staging"
 
 # ----------------------------------------------------------------------- helpers
 def cli_args(tmp: Path, job: str, backend: str | None = None) -> list[str]:
-    args = [sys.executable, "-m", "jobs.cli", "run", job]
+    args = [sys.executable, "-m", "shoplake.cli", "run", job]
     for item in [*TEST_SPARK_CONF, f"lake.root={tmp / 'lake'}", f"landing.root={tmp / 'landing'}"]:
         args += ["--set", item]
     return args + (["--set", f"lake.backend={backend}"] if backend else [])

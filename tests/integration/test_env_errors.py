@@ -23,8 +23,8 @@ import pytest
 
 from common.errors import ConfigError, DiskFull, EnvironmentProblem, MissingSecretError, UnsupportedTableProtocol
 from common.tables import ALL_TABLES, BRONZE_ORDERS
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import TEST_SPARK_CONF, make_config
 from tests.integration.test_crash_and_concurrency import assert_no_duplicates, read_all
 
@@ -37,10 +37,10 @@ BOOKKEEPING = ("ops/run_log/", "_locks/")
 def shoplake(
     *args: str, tmp: Path, lake: Path, prelude: str | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """``python -m jobs.cli ARGS --set ...`` on ``lake``; ``prelude`` is Python run
+    """``python -m shoplake.cli ARGS --set ...`` on ``lake``; ``prelude`` is Python run
     first in the same process (to make the environment fail from inside)."""
     sets = [*TEST_SPARK_CONF, f"lake.root={lake}", f"landing.root={tmp / 'landing'}"]
-    command = [sys.executable, "-m", "jobs.cli"] if prelude is None else [sys.executable, "-c", prelude]
+    command = [sys.executable, "-m", "shoplake.cli"] if prelude is None else [sys.executable, "-c", prelude]
     return subprocess.run(
         [*command, *args, *(a for s in sets for a in ("--set", s))],
         capture_output=True,
@@ -239,7 +239,7 @@ def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device", "_delta_log")
 
 DeltaTable.create_write_transaction = full_disk
-from jobs.cli import main
+from shoplake.cli import main
 main(["run", "ingest", *sys.argv[1:]])
 """
 

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from common.quarantine import Reason
 from common.tables import BRONZE_DATA_TABLES, get_table
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import PROJECT_ROOT, make_config
 
 CORPUS = PROJECT_ROOT / "tests" / "data" / "hostile"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from common.tables import ALL_TABLES
-from jobs.generate import generate
-from jobs.registry import JOBS, PIPELINE, run_job
+from shoplake.generate import generate
+from shoplake.registry import JOBS, PIPELINE, run_job
 from tests.conftest import TEST_BACKEND, TEST_SECRET, make_config, requires_delta_spark
 
 

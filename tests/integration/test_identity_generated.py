@@ -18,8 +18,8 @@ import pytest
 from common import privacy
 from common.identity import pairwise_scores
 from common.tables import get_table
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def varied_shop(splink_spark, tmp_path_factory):
 def people(store, manifest) -> tuple[dict[str, str], dict[str, str]]:
     """(truth, predicted): customer id -> first registration of its person, -> user_key."""
     key_of = {r.source_key: r.user_key for r in store.read(get_table("silver.user_key_map")).collect()}
-    # Customer ids are numbered in registration order (jobs/generate/customers.py).
+    # Customer ids are numbered in registration order (shoplake/generate/customers.py).
     ids = [f"C{10000001 + n}" for n in range(manifest["silver_expected"]["customers"])]
     truth = {c: c for c in ids} | {second: first for first, second in manifest["customer_duplicates"]}
     secret = TEST_SECRET.encode()

@@ -18,7 +18,7 @@ import pytest
 from common import privacy
 from common.identity import bcubed_scores, pairwise_scores
 from common.tables import get_table
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config, string_cells
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_customers_only_export_is_dated_from_the_data(fake_people):
 def test_report_does_not_take_the_saved_model_for_a_gate(fake_people, spark):
     from types import SimpleNamespace
 
-    from jobs.report import read_quality
+    from shoplake.report import read_quality
 
     result = fake_people["result"]
     quality = read_quality(

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.tables import get_table
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import make_config
 
 

@@ -15,8 +15,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, get_table
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import make_config
 
 

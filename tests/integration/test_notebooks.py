@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.registry import JOBS
+from shoplake.registry import JOBS
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, TEST_SPARK_CONF
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -58,7 +58,7 @@ def test_notebook_runs_top_to_bottom(path, notebook_lake, monkeypatch):
     needed = book.metadata["shoplake"]["jobs"]
     missing = [job for job in needed if job not in JOBS]
     if missing:
-        pytest.skip(f"{path.name} runs job(s) {missing}, not registered in jobs.registry.JOBS yet")
+        pytest.skip(f"{path.name} runs job(s) {missing}, not registered in shoplake.registry.JOBS yet")
 
     # The kernel inherits this environment: the lake, its secret, small-test Spark settings and
     # a one-point ALS grid (the default grid's eight fits cost minutes and show nothing more).

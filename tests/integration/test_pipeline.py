@@ -16,11 +16,11 @@ from common.delta import open_store
 from common.errors import InputError
 from common.runlog import JobResult
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, OPS_RUN_LOG, SILVER_EVENTS, SILVER_ORDERS
-from jobs import registry
-from jobs.cli import main
-from jobs.generate import generate
-from jobs.pipeline import ResumeRefused, resume_pipeline, run_pipeline
-from jobs.registry import JobSpec
+from shoplake import registry
+from shoplake.cli import main
+from shoplake.generate import generate
+from shoplake.pipeline import ResumeRefused, resume_pipeline, run_pipeline
+from shoplake.registry import JobSpec
 from tests.conftest import TEST_SECRET, TEST_SPARK_CONF, make_config
 
 # A stand-in gold step (reads the `gold` section like every gold job): it records

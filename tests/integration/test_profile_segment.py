@@ -29,7 +29,7 @@ from common.tables import (
 )
 from jobs import segment as S
 from jobs.profiles import LIFECYCLE_STAGES
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
 EARLIER = date(2024, 3, 31)  # day 91 of the shared 120-day shop

@@ -22,7 +22,7 @@ from common.tables import (
 )
 from jobs.basket import baskets_from_silver, mine
 from jobs.recommend import content_vectors
-from jobs.registry import run_job
+from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 
 # Four grid points keep the test quick (the job's default grid is larger); the default
@@ -117,7 +117,7 @@ def test_the_best_validation_candidate_publishes_and_beats_most_popular(recommen
 
 def test_als_gains_at_least_half_over_most_popular(recommended):
     """Issue #5 acceptance. The generator plants taste clusters of brands across
-    categories (jobs.generate TASTE_CLUSTERS), which collaborative filtering learns and
+    categories (shoplake.generate TASTE_CLUSTERS), which collaborative filtering learns and
     popularity cannot. Measured on this shop (600 users x 120 days, seed 7), NDCG@10 on
     84 test users with SMALL_GRID halved (chosen: rank 16, regParam 0.3, alpha 5, log1p):
     ALS 0.1786, most popular 0.0818 (ALS / most popular = 2.18), category popular 0.0980.

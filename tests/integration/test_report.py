@@ -151,7 +151,7 @@ def report_lake(spark, silver_lake, tmp_path_factory):
 
 
 def test_report_renders_in_chromium_with_every_chart(spark, report_lake):
-    from jobs.report import write_report
+    from shoplake.report import write_report
 
     cfg, expected = report_lake
     path, data = write_report(spark, cfg)  # default: the latest pipeline run
@@ -222,7 +222,7 @@ def test_report_renders_in_chromium_with_every_chart(spark, report_lake):
 
 def test_report_for_an_unknown_run_names_recent_runs(spark, report_lake):
     from common.errors import InputError
-    from jobs.report import write_report
+    from shoplake.report import write_report
 
     cfg, _ = report_lake
     with pytest.raises(InputError, match=r"--run-id nope: not in ops.run_log; recent runs: " + RUN_ID):

@@ -1,4 +1,4 @@
-"""`spark-submit jobs/main.py <job>` works and the master comes from spark-submit."""
+"""`spark-submit shoplake/main.py <job>` works and the master comes from spark-submit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.main import to_cli_args
+from shoplake.main import to_cli_args
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_spark_submit_runs_ingest_on_the_submitted_master(tmp_path, shared_data)
             "local[1]",
             "--conf",
             "spark.ui.enabled=false",
-            str(PROJECT_ROOT / "jobs" / "main.py"),
+            str(PROJECT_ROOT / "shoplake" / "main.py"),
             "ingest",
             # local.yaml says local[2]; spark-submit's local[1] must win.
             "--set",

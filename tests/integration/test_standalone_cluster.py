@@ -30,8 +30,8 @@ from common.delta import open_store
 from common.delta.jars import local_delta_jars
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, GOLD_PROFILES, OPS_RUN_LOG, SILVER_CUSTOMERS, get_table
 from jobs.clean import SILVER_SPECS
-from jobs.generate import generate
-from jobs.package import build_dist
+from shoplake.generate import generate
+from shoplake.package import build_dist
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_config, requires_delta_spark
 
 # The jobs submitted to the cluster: bronze, silver and a gold job, through delta-spark.

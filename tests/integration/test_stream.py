@@ -37,11 +37,11 @@ from common.tables import (
     SILVER_EVENTS,
     SILVER_USER_KEY_MAP,
 )
-from jobs.generate import generate
-from jobs.generate.live import replay
-from jobs.registry import run_job
-from jobs.report import read_streaming
 from jobs.stream import checkpoint_folder, refresh_live_tables
+from shoplake.generate import generate
+from shoplake.generate.live import replay
+from shoplake.registry import run_job
+from shoplake.report import read_streaming
 from tests.conftest import (
     DELTA_SPARK_SKIP,
     PROJECT_ROOT,
@@ -434,7 +434,7 @@ def test_a_killed_stream_resumes_with_every_record_once(spark, tmp_path, clickst
     cfg = _config(tmp_path, landing, backend)
     sets = [*TEST_SPARK_CONF, f"lake.backend={backend}", f"lake.root={tmp_path / 'lake'}", f"landing.root={landing}"]
     sets += ["stream.max_files_per_trigger=1", "stream.trigger_seconds=1"]
-    command = [sys.executable, "-m", "jobs.cli", "stream", *(a for s in sets for a in ("--set", s))]
+    command = [sys.executable, "-m", "shoplake.cli", "stream", *(a for s in sets for a in ("--set", s))]
     store = open_store(spark, cfg)
     first_commit = Path(store.path(SILVER_EVENTS)) / "_delta_log" / f"{0:020d}.json"
     with open(tmp_path / "stream.log", "wb") as log:

@@ -22,8 +22,8 @@ from common.delta import open_store
 from common.delta.jars import fetch_maven, local_kafka_connector_jars
 from common.errors import EnvironmentProblem
 from common.tables import BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS
-from jobs.generate import generate
-from jobs.registry import run_job
+from shoplake.generate import generate
+from shoplake.registry import run_job
 from tests.conftest import PROJECT_ROOT, make_config
 
 BROKER = ("org.apache.kafka", "kafka_2.13", "4.1.1")

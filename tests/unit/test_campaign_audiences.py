@@ -127,7 +127,7 @@ def test_recommended_items_are_attached_in_rank_order(spark, lake):
 
 
 def test_job_runs_and_reports_the_skipped_campaign(spark, lake, secret_env):
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     cfg, store = lake
     result = run_job(spark, cfg, "campaign")

@@ -1,4 +1,4 @@
-"""The generator's planted campaign designs (jobs.generate.CAMPAIGNS) at a size where
+"""The generator's planted campaign designs (shoplake.generate.CAMPAIGNS) at a size where
 most effects exceed the minimum detectable effect: the shared 600-user shop is far too
 small for that (its MDEs are 0.14-0.19 against effects of 0.005-0.06, see
 tests/integration/test_campaign.py), so the direction check is exercised here on
@@ -12,7 +12,7 @@ import numpy as np
 
 from common import stats
 from jobs.campaign import comparison_pairs
-from jobs.generate import CAMPAIGNS
+from shoplake.generate import CAMPAIGNS
 
 
 def test_planted_designs_at_scale_recover_every_effect():

@@ -1,4 +1,4 @@
-"""``generate --stream`` (jobs.generate.live.replay) on a tiny shop, with a fake clock: the
+"""``generate --stream`` (shoplake.generate.live.replay) on a tiny shop, with a fake clock: the
 delivered files hold exactly the batch shop's event records, in files of the set size
 and pace, with the held-back events delivered once the delivery is far enough ahead."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.generate import generate
-from jobs.generate.live import STREAM_MANIFEST_NAME, replay
+from shoplake.generate import generate
+from shoplake.generate.live import STREAM_MANIFEST_NAME, replay
 
 SHOP = {"users": 30, "days": 3, "seed": 3, "start_date": date(2024, 3, 1)}
 
@@ -104,7 +104,7 @@ def test_rates_are_checked():
 def test_the_command_line_delivers_a_live_shop(tmp_path):
     from click.testing import CliRunner
 
-    from jobs.cli import cli
+    from shoplake.cli import cli
 
     args = ["generate", "--stream", "--rate", "2000", "--chunk-seconds", "0.01", "--users", "30", "--days", "2"]
     outcome = CliRunner().invoke(cli, [*args, "--out", str(tmp_path)])

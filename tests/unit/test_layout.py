@@ -10,9 +10,9 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("package", ["jobs", "common"])
+@pytest.mark.parametrize("package", ["jobs", "common", "shoplake"])
 def test_no_module_shadows_the_standard_library(package):
-    # `spark-submit jobs/main.py` puts jobs/ first on sys.path, so a jobs/profile.py
+    # `spark-submit shoplake/main.py` puts jobs/ first on sys.path, so a jobs/profile.py
     # would be imported for the standard library's profile (pyspark imports cProfile).
     modules = {p.stem for p in (PROJECT / package).glob("*.py")} | {
         p.name for p in (PROJECT / package).iterdir() if (p / "__init__.py").is_file()

@@ -15,9 +15,9 @@ import pytest
 
 from common.config import load_config
 from common.errors import ConfigError
-from jobs import registry
-from jobs.pipeline import Progress, RecordedRun, ResumeRefused, check_job_list, plan_resume, result_settings
-from jobs.registry import JobSpec
+from shoplake import registry
+from shoplake.pipeline import Progress, RecordedRun, ResumeRefused, check_job_list, plan_resume, result_settings
+from shoplake.registry import JobSpec
 
 JOBS = ["ingest", "clean"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -128,15 +128,23 @@ def test_progress_off_a_terminal_prints_one_line_per_step_event():
 
 
 def test_package_zip_holds_code_and_conf_and_the_entry_file(tmp_path):
-    from jobs.package import build_dist
+    from shoplake.package import build_dist
 
     built = build_dist(tmp_path / "dist", wheel=False)
     names = set(zipfile.ZipFile(built["zip"]).namelist())
-    assert {"common/__init__.py", "common/config.py", "jobs/__init__.py", "jobs/main.py", "jobs/pipeline.py"} <= names
+    assert {
+        "common/__init__.py",
+        "common/config.py",
+        "jobs/__init__.py",
+        "jobs/clean.py",
+        "shoplake/generate/data/catalogue.json",
+        "shoplake/main.py",
+        "shoplake/pipeline.py",
+    } <= names
     assert {"conf/base.yaml", "conf/local.yaml", "conf/cluster.yaml", "conf/sources/shop.yaml"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert built["entry"].name == "main.py"
-    assert built["entry"].read_bytes() == (PROJECT_ROOT / "jobs" / "main.py").read_bytes()
+    assert built["entry"].read_bytes() == (PROJECT_ROOT / "shoplake" / "main.py").read_bytes()
     # Same sources, same bytes: the zip is reproducible.
     first = built["zip"].read_bytes()
     assert build_dist(tmp_path / "dist", wheel=False)["zip"].read_bytes() == first
@@ -145,7 +153,7 @@ def test_package_zip_holds_code_and_conf_and_the_entry_file(tmp_path):
 def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
     """No project folder, no ./conf: the conf shipped in the zip is used, and
     relative paths resolve against the working directory, not the temporary copy."""
-    from jobs.package import build_dist
+    from shoplake.package import build_dist
 
     zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
     code = (
@@ -172,15 +180,15 @@ def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
 def test_the_zip_ships_the_generators_data_and_the_generator_runs_from_it(tmp_path):
     """The generator's reference data are package resources: in the zip (and read from it
     with importlib.resources, no project folder), and in the wheel (package-data)."""
-    from jobs.generate import generate
-    from jobs.package import ZIP_RESOURCES, build_dist
+    from shoplake.generate import generate
+    from shoplake.package import ZIP_RESOURCES, build_dist
 
     zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
     names = set(zipfile.ZipFile(zip_path).namelist())
-    data = sorted(p.name for p in (PROJECT_ROOT / "jobs" / "generate" / "data").glob("*.json"))
-    assert data and {f"jobs/generate/data/{n}" for n in data} <= names
+    data = sorted(p.name for p in (PROJECT_ROOT / "shoplake" / "generate" / "data").glob("*.json"))
+    assert data and {f"shoplake/generate/data/{n}" for n in data} <= names
     code = (
-        "import sys; from datetime import date; import jobs.generate as g; print(g.__file__); "
+        "import sys; from datetime import date; import shoplake.generate as g; print(g.__file__); "
         "g.generate(sys.argv[1], 60, 3, 2, date(2024, 5, 1), duplicates='varied')"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
@@ -196,7 +204,7 @@ def test_the_zip_ships_the_generators_data_and_the_generator_runs_from_it(tmp_pa
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"{zip_path}/jobs/generate/__init__.py"
+    assert proc.stdout.strip() == f"{zip_path}/shoplake/generate/__init__.py"
     generate(tmp_path / "here", 60, 3, 2, date(2024, 5, 1), duplicates="varied")
     for path in sorted((tmp_path / "here").rglob("*.*")):
         twin = tmp_path / "from_zip" / path.relative_to(tmp_path / "here")

@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from common import privacy as P
-from jobs.generate import PHONE_STYLES, format_phone, generate
-from jobs.generate import normalise_phone as generator_phone
+from shoplake.generate import PHONE_STYLES, format_phone, generate
+from shoplake.generate import normalise_phone as generator_phone
 
 SECRET = b"test-secret-not-for-production"
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from common import privacy as P
-from jobs.generate import PHONE_STYLES, format_phone
-from jobs.generate import normalise_phone as generator_phone
+from shoplake.generate import PHONE_STYLES, format_phone
+from shoplake.generate import normalise_phone as generator_phone
 
 # Moderate example counts keep the whole file well under 30 s.
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,8 @@ import pytest
 from common import tables
 from common.errors import ConfigError
 from common.tables import ALL_TABLES, GOLD_PROFILES, GOLD_SEGMENTS, SILVER_ORDERS
-from jobs.pipeline import check_job_list
-from jobs.registry import JOBS, ON_DEMAND, PIPELINE, JobSpec, pipeline_order
+from shoplake.pipeline import check_job_list
+from shoplake.registry import JOBS, ON_DEMAND, PIPELINE, JobSpec, pipeline_order
 
 SPEC_BY_VARIABLE = {name: v for name, v in vars(tables).items() if isinstance(v, tables.TableSpec)}
 

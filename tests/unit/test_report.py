@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from jobs import report
-from jobs.report import GoldSource, ReportData, RunStep, Unavailable
+from shoplake import report
+from shoplake.report import GoldSource, ReportData, RunStep, Unavailable
 from tests.report_dom import ReportDom
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)

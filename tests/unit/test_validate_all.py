@@ -1,4 +1,4 @@
-"""Every configuration file is validated before Spark starts (jobs.registry.validate_all)."""
+"""Every configuration file is validated before Spark starts (shoplake.registry.validate_all)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from common.config import load_config
 from common.errors import ConfigError
-from jobs.registry import JOBS, ON_DEMAND, validate_all
+from shoplake.registry import JOBS, ON_DEMAND, validate_all
 from tests.conftest import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "conf"

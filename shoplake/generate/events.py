@@ -1,6 +1,6 @@
 """bronze.events: one JSON-lines file per shop-local day, simulated day by day from the
-sessions (jobs.generate.sessions), with planted exact and near duplicates and malformed copies.
-Each buying session also records its order (written by jobs.generate.orders)."""
+sessions (shoplake.generate.sessions), with planted exact and near duplicates and malformed copies.
+Each buying session also records its order (written by shoplake.generate.orders)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.helpers import (
+from shoplake.generate.helpers import (
     ADD,
     CAMPAIGN,
     DAY_S,
@@ -42,8 +42,8 @@ from jobs.generate.helpers import (
     VIEW,
     mix64,
 )
-from jobs.generate.reference import ANON_TYPE_PROBS, BAD_EVENT_TS, BAD_UTF8
-from jobs.generate.sessions import SessionBuilder
+from shoplake.generate.reference import ANON_TYPE_PROBS, BAD_EVENT_TS, BAD_UTF8
+from shoplake.generate.sessions import SessionBuilder
 
 logger = logging.getLogger(__name__)
 MALFORMED_EVENT_KINDS = ("malformed_json", "missing_key", "unparseable_timestamp", "encoding_error")

@@ -10,7 +10,7 @@ the rest run with the recorded job list and settings (the same ``gold.as_of``).
 
 Used by ``shoplake pipeline``, the spark-submit entry and notebooks::
 
-    from jobs.pipeline import run_pipeline, resume_pipeline
+    from shoplake.pipeline import run_pipeline, resume_pipeline
     result = run_pipeline(spark, cfg, ["ingest", "clean"])
 """
 
@@ -32,7 +32,7 @@ from common import runlog
 from common.config import ShopLakeConfig
 from common.errors import ConfigError, ShopLakeError
 from common.runlog import JobResult, new_run_id
-from jobs.registry import JOBS, PIPELINE, check_job_order, get_job, job_parameters, run_job
+from shoplake.registry import JOBS, PIPELINE, check_job_order, get_job, job_parameters, run_job
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 store for a lake, chosen by environment variables so the same notebook runs on a
 developer's lake, in CI and on a fresh machine.
 
-    from jobs.notebook import open_lake
+    from shoplake.notebook import open_lake
     lake = open_lake()                  # $SHOPLAKE_LAKE, or a small generated lake
     lake.read("silver.orders").count()
     lake.run("profile")                 # a registered job, recorded in ops.run_log
@@ -61,7 +61,7 @@ class NotebookLake:
 
     def run(self, job: str, **job_args: Any) -> JobResult:
         """Run a registered job on this lake (recorded in ops.run_log like a CLI run)."""
-        from jobs.registry import run_job
+        from shoplake.registry import run_job
 
         result = run_job(self.spark, self.cfg, job, **job_args)
         print(result.summary)
@@ -115,7 +115,7 @@ def open_lake(lake_root: str | None = None, env: str | None = None) -> NotebookL
 
 
 def _build_small_lake(lake: NotebookLake) -> dict[str, Any]:
-    from jobs.generate import generate
+    from shoplake.generate import generate
 
     secret_env = lake.cfg.privacy.secret_env
     if not os.environ.get(secret_env):

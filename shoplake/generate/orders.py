@@ -1,5 +1,5 @@
 """bronze.orders and bronze.order_lines: the orders the buying sessions placed
-(jobs.generate.events), with coupons, payment, cancellations and refunds (a refunded order
+(shoplake.generate.events), with coupons, payment, cancellations and refunds (a refunded order
 appears twice: paid, then refunded with a later updated_at)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.files import malformed_sources
-from jobs.generate.helpers import (
+from shoplake.generate.files import malformed_sources
+from shoplake.generate.helpers import (
     CHANNELS,
     CSV_MALFORMED_RATE,
     DAY_S,
@@ -23,7 +23,7 @@ from jobs.generate.helpers import (
     planted_count,
     ts_text,
 )
-from jobs.generate.reference import (
+from shoplake.generate.reference import (
     BAD_INTEGERS,
     BAD_NUMBERS,
     CAMPAIGNS,
@@ -75,7 +75,7 @@ class OrderBuilder:
     customer_ids: list[str]
     orders: list[tuple]
     rng: dict[str, np.random.Generator]
-    write_csv: Any  # jobs.generate.files.CsvFiles
+    write_csv: Any  # shoplake.generate.files.CsvFiles
 
     def build_orders(self) -> None:
         rng = self.rng["orders"]

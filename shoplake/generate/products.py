@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.files import malformed_sources
-from jobs.generate.helpers import (
+from shoplake.generate.files import malformed_sources
+from shoplake.generate.helpers import (
     CSV_MALFORMED_RATE,
     DAY_S,
     PRODUCT_FIELDS,
@@ -25,7 +25,7 @@ from jobs.generate.helpers import (
     planted_count,
     ts_text,
 )
-from jobs.generate.reference import BAD_GBK, CATEGORY_TREE, PAIR_CATEGORIES, QUERY_TEMPLATES
+from shoplake.generate.reference import BAD_GBK, CATEGORY_TREE, PAIR_CATEGORIES, QUERY_TEMPLATES
 
 
 def _price_cents(rng: np.random.Generator, cat_of: np.ndarray) -> np.ndarray:
@@ -56,7 +56,7 @@ class CatalogueBuilder:
     end_s: int
     fav: np.ndarray
     price_bias: np.ndarray
-    write_csv: Any  # jobs.generate.files.CsvFiles
+    write_csv: Any  # shoplake.generate.files.CsvFiles
 
     def build_catalogue(self) -> None:
         rng = self.rng["catalogue"]

@@ -1,5 +1,5 @@
 """bronze.campaign_touches: campaign audiences and variants with true conversion rates; each
-converted touch schedules a real order (a campaign session, jobs.generate.sessions)."""
+converted touch schedules a real order (a campaign session, shoplake.generate.sessions)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.files import malformed_sources
-from jobs.generate.helpers import (
+from shoplake.generate.files import malformed_sources
+from shoplake.generate.helpers import (
     CSV_MALFORMED_RATE,
     DAY_S,
     SOURCE_FOLDER,
@@ -19,7 +19,7 @@ from jobs.generate.helpers import (
     planted_count,
     ts_text,
 )
-from jobs.generate.reference import BAD_BOOLEANS, CAMPAIGNS, CHANNEL_CLICK, CHANNEL_COST, CHANNEL_OPEN, Campaign
+from shoplake.generate.reference import BAD_BOOLEANS, CAMPAIGNS, CHANNEL_CLICK, CHANNEL_COST, CHANNEL_OPEN, Campaign
 
 
 def campaign_truth(camp: Campaign, variant: np.ndarray, converted: np.ndarray, sent_date: date) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class CampaignBuilder:
     stop_day: np.ndarray
     customer_ids: list[str]
     rng: dict[str, np.random.Generator]
-    write_csv: Any  # jobs.generate.files.CsvFiles
+    write_csv: Any  # shoplake.generate.files.CsvFiles
 
     def build_campaigns(self) -> None:
         """Touches with true conversion rates; each converted touch schedules a real order."""

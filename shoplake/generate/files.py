@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.helpers import MANIFEST_NAME, SOURCE_FOLDER
+from shoplake.generate.helpers import MANIFEST_NAME, SOURCE_FOLDER
 
 logger = logging.getLogger(__name__)
 

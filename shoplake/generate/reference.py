@@ -1,5 +1,5 @@
 """The sample shop's reference data: names, places, products, devices, calendars, segments,
-campaigns and planted defects, read from the JSON files in ``jobs/generate/data/``.
+campaigns and planted defects, read from the JSON files in ``shoplake/generate/data/``.
 
 The files are package resources (``importlib.resources``), so they load the same from a source
 checkout, an installed wheel and the ``--py-files`` zip. Arrays become tuples, as the builders
@@ -24,7 +24,7 @@ def _frozen(value: Any) -> Any:
 
 
 def load(name: str) -> dict[str, Any]:
-    """One resource file of ``jobs/generate/data/`` (e.g. ``"places.json"``), arrays as tuples."""
+    """One resource file of ``shoplake/generate/data/`` (e.g. ``"places.json"``), arrays as tuples."""
     text = (files(__package__) / "data" / name).read_text(encoding="utf-8")
     return _frozen(json.loads(text))
 

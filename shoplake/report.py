@@ -95,7 +95,7 @@ def read_run(spark: SparkSession, store, run_id: str | None) -> tuple[str, list[
     Raises:
         InputError: no run log, or the run id is not in it (the message lists recent ids).
     """
-    from jobs.registry import ON_DEMAND
+    from shoplake.registry import ON_DEMAND
 
     if not runlog.has_run_log(store):
         raise InputError(f"ops.run_log does not exist in {store.root}: run the pipeline before `shoplake report`")

@@ -22,7 +22,7 @@ import click
 
 from common.config import ShopLakeConfig, load_config
 from common.errors import DISK_FULL_TEXT, ConfigError, DiskFull, EnvironmentProblem, ShopLakeError, is_disk_full
-from jobs.registry import JOBS, PIPELINE
+from shoplake.registry import JOBS, PIPELINE
 
 log = logging.getLogger("shoplake")
 
@@ -135,8 +135,8 @@ def generate(
     """Write deterministic sample landing data for the shop source (customers, products,
     events, orders, order lines, campaign touches) with planted ground truth in
     shop/_manifest.json; with --stream, deliver the events over time (shop/_stream_manifest.json)."""
-    from jobs.generate import generate as write_sample
-    from jobs.generate.live import replay
+    from shoplake.generate import generate as write_sample
+    from shoplake.generate.live import replay
 
     cfg = _config(env, overrides, conf_dir)
     g = cfg.generate
@@ -210,7 +210,7 @@ def pipeline(
     """Run the jobs of the pipeline in order under one run id; the first failure stops it
     and says how to resume. Progress goes to stderr, job summaries to stdout."""
     from common.spark import build_spark
-    from jobs.pipeline import Progress, check_job_list, code_origins, resume_pipeline, run_pipeline
+    from shoplake.pipeline import Progress, check_job_list, code_origins, resume_pipeline, run_pipeline
 
     names = check_job_list(job_list.split(",")) if job_list is not None else None
     cfg = _config(env, _with_as_of(overrides, as_of), conf_dir)
@@ -229,7 +229,7 @@ def pipeline(
 
 def _check_before_spark(cfg: ShopLakeConfig, names) -> None:
     """Fail before the JVM starts (and before the first job of a pipeline writes)."""
-    from jobs.registry import check_lake_root, get_job, validate_all
+    from shoplake.registry import check_lake_root, get_job, validate_all
 
     validate_all(cfg)
     check_lake_root(cfg)
@@ -239,7 +239,7 @@ def _check_before_spark(cfg: ShopLakeConfig, names) -> None:
 
 def _run_jobs(cfg: ShopLakeConfig, names: list[str], run_id: str | None) -> None:
     from common.spark import build_spark
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     _check_before_spark(cfg, names)
     spark = build_spark(cfg)
@@ -266,7 +266,7 @@ def forget(ids_file: str, env: str, overrides: tuple[str, ...], conf_dir: str | 
     or silver user keys. The run log records counts, never the ids."""
     from common.spark import build_spark
     from jobs.forget import read_ids
-    from jobs.registry import check_lake_root, run_job
+    from shoplake.registry import check_lake_root, run_job
 
     cfg = _config(env, overrides, conf_dir)
     check_lake_root(cfg)
@@ -288,7 +288,7 @@ def stream(once: bool, env: str, overrides: tuple[str, ...], conf_dir: str | Non
     until Ctrl-C or SIGTERM; the checkpoints under <lake>/_checkpoints make the next start
     resume where it stopped, every record exactly once."""
     from common.spark import build_spark
-    from jobs.registry import run_job
+    from shoplake.registry import run_job
 
     cfg = _config(env, overrides, conf_dir)
     _check_before_spark(cfg, ["stream"])
@@ -330,9 +330,9 @@ def jars(env: str, overrides: tuple[str, ...], conf_dir: str | None) -> None:
 @click.option("--wheel/--no-wheel", default=True, show_default=True, help="Also build the wheel (needs pip).")
 @conf_dir_option
 def package(out: str, wheel: bool, conf_dir: str | None) -> None:
-    """Build what spark-submit needs: the --py-files zip (common/, jobs/ and conf/),
+    """Build what spark-submit needs: the --py-files zip (common/, jobs/, shoplake/ and conf/),
     the entry file main.py and the wheel, in OUT (see README: spark-submit)."""
-    from jobs.package import build_dist
+    from shoplake.package import build_dist
 
     for kind, path in build_dist(out, wheel=wheel, conf_dir=conf_dir).items():
         click.echo(f"{kind:<6} {path}")
@@ -348,7 +348,7 @@ def report(run_id: str | None, out: str | None, env: str, overrides: tuple[str, 
     """Write a self-contained static HTML report of a run: steps, data quality, RFM,
     segments, churn, rules, recommendations and every job's metrics with charts."""
     from common.spark import build_spark
-    from jobs.report import write_report
+    from shoplake.report import write_report
 
     cfg = _config(env, overrides, conf_dir)
     spark = build_spark(cfg)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.helpers import MIN_PLANTED, PHONE_STYLES, VARIED_DUP_SHARE, format_phone
-from jobs.generate.reference import DUPLICATE_VARIATIONS, HOMOPHONES, NAME_TYPOS, PHONE_PREFIXES
+from shoplake.generate.helpers import MIN_PLANTED, PHONE_STYLES, VARIED_DUP_SHARE, format_phone
+from shoplake.generate.reference import DUPLICATE_VARIATIONS, HOMOPHONES, NAME_TYPOS, PHONE_PREFIXES
 
 
 def _draw_kinds(rng: np.random.Generator) -> list[str]:
@@ -70,7 +70,7 @@ class DuplicateBuilder:
     rng: dict[str, np.random.Generator]
     dup_kinds: list[list[str]]
     _email_seen: dict[str, int]
-    _emails: Any  # jobs.generate.customers.CustomerBuilder._emails
+    _emails: Any  # shoplake.generate.customers.CustomerBuilder._emails
 
     def _plant_same_phone_seconds(
         self, rng: np.random.Generator, recs: list[list], old: np.ndarray, first: dict[str, list]

@@ -1,13 +1,13 @@
 """Build what spark-submit needs to run ShopLake on a cluster (``shoplake package``,
 ``make dist``):
 
-- ``dist/shoplake-<version>.zip`` for ``--py-files``: the ``common`` and ``jobs``
-  packages (with their resource files, e.g. the generator's ``jobs/generate/data/``)
+- ``dist/shoplake-<version>.zip`` for ``--py-files``: the ``common``, ``jobs`` and
+  ``shoplake`` packages (with their resource files, e.g. the generator's ``shoplake/generate/data/``)
   plus ``conf/`` at the zip's root. A driver that runs on the cluster
   (YARN cluster mode, Kubernetes) has no project folder, so it reads the conf
   shipped in the zip (see ``common.config.find_conf_dir``); ``--conf-dir`` or
   ``$SHOPLAKE_CONF_DIR`` still win.
-- ``dist/main.py``: the entry file (a copy of ``jobs/main.py``).
+- ``dist/main.py``: the entry file (a copy of ``shoplake/main.py``).
 - ``dist/shoplake-<version>-py3-none-any.whl``: for images or nodes that
   ``pip install`` ShopLake with its dependencies (built with pip).
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 from common.config import PROJECT_ROOT, find_conf_dir
 from common.errors import EnvironmentProblem
 
-ZIP_PACKAGES = ("common", "jobs")
+ZIP_PACKAGES = ("common", "jobs", "shoplake")
 # Package resources (read with importlib.resources, which reads them from the zip too), per
 # package: the same files as [tool.setuptools.package-data] in pyproject.toml puts in the wheel.
-ZIP_RESOURCES = {"jobs": ("generate/data/*.json",)}
+ZIP_RESOURCES = {"shoplake": ("generate/data/*.json",)}
 # A fixed timestamp makes the zip byte-identical for identical sources.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -45,14 +45,15 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def build_zip(target: Path, conf_dir: Path | None = None) -> Path:
-    """Write the ``--py-files`` zip: ``common/``, ``jobs/`` (code and :data:`ZIP_RESOURCES`) and
-    ``conf/`` (YAML only)."""
+    """Write the ``--py-files`` zip: ``common/``, ``jobs/``, ``shoplake/`` (code and
+    :data:`ZIP_RESOURCES`) and ``conf/`` (YAML only)."""
     import common
     import jobs
+    import shoplake
 
     conf = Path(conf_dir) if conf_dir else find_conf_dir()
     entries: list[tuple[Path, str]] = []
-    for package in (common, jobs):
+    for package in (common, jobs, shoplake):
         folder = Path(package.__file__).resolve().parent
         resources = [p for pattern in ZIP_RESOURCES.get(folder.name, ()) for p in sorted(folder.glob(pattern))]
         for p in _files(folder, (".py",)) + resources:

@@ -1,7 +1,7 @@
 """``shoplake generate --stream``: a generated shop's clickstream delivered into the landing
 folder over time, for ``shoplake stream`` to pick up as it would a live shop's.
 
-The shop is generated first (:func:`jobs.generate.shop.generate`, into a staging folder),
+The shop is generated first (:func:`shoplake.generate.shop.generate`, into a staging folder),
 so every planted truth of the batch shop holds: the same records, exact and near
 duplicates, malformed lines. Every feed but the events is copied into the landing folder
 at once. The event lines, in the order the day files hold them, are then written as small
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from common.paths import write_atomically
-from jobs.generate.helpers import MANIFEST_NAME, SOURCE_FOLDER
-from jobs.generate.shop import generate
+from shoplake.generate.helpers import MANIFEST_NAME, SOURCE_FOLDER
+from shoplake.generate.shop import generate
 
 STREAM_MANIFEST_NAME = "_stream_manifest.json"
 EVENTS_FOLDER = "events"
@@ -47,7 +47,7 @@ def replay(
     clock: Callable[[], float] = time.monotonic,
     **shop: Any,
 ) -> dict[str, Any]:
-    """Generate a shop (``shop`` are :func:`~jobs.generate.shop.generate`'s arguments) and
+    """Generate a shop (``shop`` are :func:`~shoplake.generate.shop.generate`'s arguments) and
     deliver its events into ``<out_dir>/shop/events`` at ``rate`` lines per second.
 
     Returns:

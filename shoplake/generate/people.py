@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.generate.helpers import (
+from shoplake.generate.helpers import (
     APP,
     CHURN_SHARE_OF_REGULAR,
     DAY_S,
@@ -19,7 +19,7 @@ from jobs.generate.helpers import (
     cdf,
     pick,
 )
-from jobs.generate.reference import (
+from shoplake.generate.reference import (
     CITIES,
     COMPUTERS,
     FEMALE_TASTE,

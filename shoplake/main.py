@@ -15,8 +15,8 @@ import sys
 
 def to_cli_args(argv: list[str]) -> list[str]:
     """``<job> [options]`` -> ``run <job> [options]``; CLI commands pass through."""
-    from jobs.cli import cli
-    from jobs.registry import JOBS
+    from shoplake.cli import cli
+    from shoplake.registry import JOBS
 
     if argv and argv[0] in JOBS:
         return ["run", *argv]
@@ -27,8 +27,8 @@ def to_cli_args(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     # The package comes from the install or --py-files. (Run as a script, this file's
-    # folder is first on sys.path, so no module in jobs/ may share a standard library
+    # folder is first on sys.path, so no module in shoplake/ may share a standard library
     # module's name: tests/unit/test_registry.py checks that.)
-    from jobs.cli import main
+    from shoplake.cli import main
 
     main(to_cli_args(sys.argv[1:]))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.helpers import (
+from shoplake.generate.helpers import (
     DAY_S,
     MIN_SAME_CONTENT_GAP_MS,
     NEAR_DUP_DELAY_MS,
@@ -18,7 +18,7 @@ from jobs.generate.helpers import (
     TASTE_SHARE,
     TIME_ZONE,
 )
-from jobs.generate.reference import CITIES, NOTES, VARIED_NOTES
+from shoplake.generate.reference import CITIES, NOTES, VARIED_NOTES
 
 TABLES = (
     "bronze.customers",
@@ -50,7 +50,7 @@ class ManifestBuilder:
         end_date = self.start + timedelta(days=self.days)
         files = self.sink.files
         manifest: dict[str, Any] = {
-            "generator": "jobs.generate",
+            "generator": "shoplake.generate",
             "format_version": 1,
             "params": self._params(),
             "window": {"start": self.start.isoformat(), "end_exclusive": end_date.isoformat(), "time_zone": TIME_ZONE},

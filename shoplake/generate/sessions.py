@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from jobs.generate.helpers import (
+from shoplake.generate.helpers import (
     ANON,
     ANON_SESSIONS_PER_USER_DAY,
     APP,
@@ -26,8 +26,8 @@ from jobs.generate.helpers import (
     hex_ids,
     pick,
 )
-from jobs.generate.people import random_ips
-from jobs.generate.reference import CAMPAIGNS, COMPUTERS, FESTIVALS, PHONES, WEEKDAY_MULT
+from shoplake.generate.people import random_ips
+from shoplake.generate.reference import CAMPAIGNS, COMPUTERS, FESTIVALS, PHONES, WEEKDAY_MULT
 
 # The channel a campaign's message leads to.
 CAMPAIGN_CHANNEL = np.array([{"push": APP, "wechat": MINI, "sms": APP, "email": WEB}[c.channel] for c in CAMPAIGNS])

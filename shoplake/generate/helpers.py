@@ -11,7 +11,7 @@ from datetime import date
 import numpy as np
 
 from common.privacy import id_check_char
-from jobs.generate.reference import DAY_HOURS, NIGHT_HOURS, PAYMENT_WEIGHTS
+from shoplake.generate.reference import DAY_HOURS, NIGHT_HOURS, PAYMENT_WEIGHTS
 
 SOURCE_FOLDER = "shop"
 MANIFEST_NAME = "_manifest.json"

@@ -1,5 +1,5 @@
 """bronze.customers: names, birth dates and resident IDs, phones, e-mails, addresses and member
-levels of the people, plus second registrations of a few of them (jobs.generate.duplicates)."""
+levels of the people, plus second registrations of a few of them (shoplake.generate.duplicates)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.duplicates import DuplicateBuilder
-from jobs.generate.files import malformed_sources
-from jobs.generate.helpers import (
+from shoplake.generate.duplicates import DuplicateBuilder
+from shoplake.generate.files import malformed_sources
+from shoplake.generate.helpers import (
     CSV_MALFORMED_RATE,
     CUSTOMER_FIELDS,
     DAY_S,
@@ -23,7 +23,7 @@ from jobs.generate.helpers import (
     planted_count,
     ts_text,
 )
-from jobs.generate.reference import (
+from shoplake.generate.reference import (
     BAD_TIMESTAMPS,
     CITIES,
     COMPLEXES,
@@ -44,7 +44,7 @@ from jobs.generate.reference import (
 class CustomerBuilder(DuplicateBuilder):
     """Builds the customer rows from the ``people`` stream (state on ``self``)."""
 
-    write_csv: Any  # jobs.generate.files.CsvFiles
+    write_csv: Any  # shoplake.generate.files.CsvFiles
 
     def build_customers(self) -> None:
         """Persons (index < users) plus second registrations of a few of them."""

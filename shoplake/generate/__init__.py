@@ -28,19 +28,19 @@ intact, so quarantining them loses none of the planted truth.
 
 Layout: the literal data (names, places, catalogue, devices, calendar, segments,
 campaigns, planted defects, manifest notes) are JSON resources in ``data/``, read by
-:mod:`jobs.generate.reference`; :mod:`~jobs.generate.helpers` holds the shared rates,
+:mod:`shoplake.generate.reference`; :mod:`~shoplake.generate.helpers` holds the shared rates,
 randomness, time and identifier helpers; one builder module per landing table
-(:mod:`~jobs.generate.customers` with :mod:`~jobs.generate.duplicates`,
-:mod:`~jobs.generate.products`, :mod:`~jobs.generate.events` with
-:mod:`~jobs.generate.sessions`, :mod:`~jobs.generate.orders`,
-:mod:`~jobs.generate.campaigns`), the people behind the customers in
-:mod:`~jobs.generate.people`, CSV writing in :mod:`~jobs.generate.files`, the manifest in
-:mod:`~jobs.generate.manifest`, and the run itself in :mod:`~jobs.generate.shop`.
+(:mod:`~shoplake.generate.customers` with :mod:`~shoplake.generate.duplicates`,
+:mod:`~shoplake.generate.products`, :mod:`~shoplake.generate.events` with
+:mod:`~shoplake.generate.sessions`, :mod:`~shoplake.generate.orders`,
+:mod:`~shoplake.generate.campaigns`), the people behind the customers in
+:mod:`~shoplake.generate.people`, CSV writing in :mod:`~shoplake.generate.files`, the manifest in
+:mod:`~shoplake.generate.manifest`, and the run itself in :mod:`~shoplake.generate.shop`.
 """
 
 from __future__ import annotations
 
-from jobs.generate.helpers import (
+from shoplake.generate.helpers import (
     CUSTOMER_FIELDS,
     DISTINCT_NEW_DAYS,
     DISTINCT_SPREAD,
@@ -64,7 +64,7 @@ from jobs.generate.helpers import (
     money,
     normalise_phone,
 )
-from jobs.generate.reference import (
+from shoplake.generate.reference import (
     CAMPAIGNS,
     CATEGORY_TREE,
     CITIES,
@@ -76,7 +76,7 @@ from jobs.generate.reference import (
     Campaign,
     Segment,
 )
-from jobs.generate.shop import generate
+from shoplake.generate.shop import generate
 
 __all__ = [
     "CAMPAIGNS",

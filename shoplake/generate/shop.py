@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from jobs.generate.campaigns import CampaignBuilder
-from jobs.generate.customers import CustomerBuilder
-from jobs.generate.events import EventBuilder
-from jobs.generate.files import CsvFiles, FileSink, clear_old_files
-from jobs.generate.helpers import (
+from shoplake.generate.campaigns import CampaignBuilder
+from shoplake.generate.customers import CustomerBuilder
+from shoplake.generate.events import EventBuilder
+from shoplake.generate.files import CsvFiles, FileSink, clear_old_files
+from shoplake.generate.helpers import (
     DAY_S,
     DISTINCT_NIGHT_CDF,
     DUPLICATE_STYLES,
@@ -25,11 +25,11 @@ from jobs.generate.helpers import (
     SOURCE_FOLDER,
     UTC_OFFSET_S,
 )
-from jobs.generate.manifest import ManifestBuilder
-from jobs.generate.orders import OrderBuilder
-from jobs.generate.people import PeopleBuilder
-from jobs.generate.products import CatalogueBuilder
-from jobs.generate.reference import DISTINCT_SEGMENTS, MIN_PRODUCTS, SEGMENTS
+from shoplake.generate.manifest import ManifestBuilder
+from shoplake.generate.orders import OrderBuilder
+from shoplake.generate.people import PeopleBuilder
+from shoplake.generate.products import CatalogueBuilder
+from shoplake.generate.reference import DISTINCT_SEGMENTS, MIN_PRODUCTS, SEGMENTS
 
 logger = logging.getLogger(__name__)
 
