@@ -52,7 +52,7 @@ def run_one(records: int, method: str, seed: int, overrides: list[str]) -> dict:
     from common.identity import pairwise_scores
     from common.spark import build_spark
     from common.tables import BRONZE_CUSTOMERS
-    from jobs.clean import prepare_customers, resolve_people
+    from jobs.clean.identity import prepare_customers, resolve_people
     from shoplake.generate import VARIED_DUP_SHARE, generate
     from shoplake.registry import run_job
 

@@ -6,10 +6,10 @@ For each scale: generate the sample shop (seeded), ingest and clean it once (not
 timed), build the interactions up to the last order day and the paid baskets
 (persisted and counted, not timed), then per run time
 
-- ALS training: ``jobs.recommend.fit_als`` (id indexing + implicit ALS) with the
+- ALS training: ``jobs.recommend.candidates.fit_als`` (id indexing + implicit ALS) with the
   job's first grid point (the recommend job fits one such model per grid point,
   plus one per evaluation and one to publish);
-- recommend-for-all: ``jobs.recommend.als_candidates`` for every known user
+- recommend-for-all: ``jobs.recommend.candidates.als_candidates`` for every known user
   (``recommendForAllUsers`` with the seen-item margin, ids mapped back, seen items
   removed), materialised with a count;
 - FP-growth: ``jobs.basket.mine`` on the shop's baskets (itemsets and rules counted).
@@ -54,7 +54,7 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
     from common.interactions import aggregate, raw_interactions
     from common.tables import SILVER_EVENTS, SILVER_ORDER_LINES, SILVER_ORDERS
     from jobs.basket import baskets_from_silver, mine
-    from jobs.recommend import als_candidates, fit_als, grid
+    from jobs.recommend.candidates import als_candidates, fit_als, grid
     from shoplake.generate import generate
     from shoplake.registry import run_job
 

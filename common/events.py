@@ -2,7 +2,7 @@
 event without an id is recognised and named, and how a deduplicated bronze event that
 carries its person's ``user_key`` becomes a silver row (standard formats, no raw
 personal data). How duplicates are found differs by engine: clean ranks all of bronze
-(jobs/clean.py ``dedup_events``), the stream keeps state per key within a watermark."""
+(jobs/clean/silver.py ``dedup_events``), the stream keeps state per key within a watermark."""
 
 from __future__ import annotations
 

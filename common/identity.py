@@ -54,7 +54,7 @@ def _blank_to_null(col: Column) -> Column:
 def identity_frame(customers: DataFrame, tail_digits: int = 8) -> DataFrame:
     """The identifiers Splink compares, one row per registration (``unique_id`` = record id).
 
-    ``customers`` is :func:`jobs.clean.prepare_customers` output. Names are compared
+    ``customers`` is :func:`jobs.clean.identity.prepare_customers` output. Names are compared
     lower-cased without spaces; their first and last tokens allow a swapped-order level.
     An e-mail that fails validation is still evidence, so it is kept trimmed and lower-cased.
     """

@@ -1,5 +1,5 @@
 """Live gold tables: what ``shoplake stream`` derives from silver.events after each
-micro-batch (jobs/stream.py ``refresh_live_tables``).
+micro-batch (jobs/stream/live.py ``refresh_live_tables``).
 
 Each table is a function of silver.events (and, for triggers, the customers' consent
 and the messages already sent), so a refresh can be repeated, after a crash or a
@@ -95,7 +95,7 @@ def abandoned_carts(events: DataFrame, clock: datetime, abandon_minutes: int, ma
         (F.col("event_time") + F.expr(f"INTERVAL {abandon_minutes} MINUTES")).alias("due_at"),
         "channel",
     )
-    # Renamed: both sides come from one DataFrame (see jobs/campaign.py cart_abandoners).
+    # Renamed: both sides come from one DataFrame (see jobs/campaign/audiences.py cart_abandoners).
     bought = events.where(F.col("event_type") == PURCHASE).select(
         F.col("user_key").alias("b_user"), F.col("item_id").alias("b_item"), F.col("event_time").alias("bought_at")
     )

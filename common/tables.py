@@ -433,7 +433,7 @@ GOLD_PROFILES = gold(
     ("rfm_segment", T.StringType()),
     ("lifecycle_stage", T.StringType(), False),
     ("tags", T.ArrayType(T.StringType()), False),
-    # profile job (jobs/profiles.py): attributes
+    # profile job (jobs/profiles/): attributes
     ("age_band", T.StringType()),
     ("gender", T.StringType()),
     ("province", T.StringType()),
@@ -564,7 +564,7 @@ GOLD_RECOMMENDATIONS = gold(
     written_by="recommend",
 )
 
-# Owned by the recommend job (jobs/recommend.py).
+# Owned by the recommend job (jobs/recommend/).
 GOLD_SIMILAR_ITEMS = gold(
     "similar_items",
     "Item-to-item neighbours: exact top-k cosine of ALS item factors (positive); for items ALS has not seen, content"
@@ -628,7 +628,7 @@ GOLD_BUNDLES = gold(
     written_by="basket",
 )
 
-# Campaign (jobs/campaign.py): audiences with their hold-out groups, the export
+# Campaign (jobs/campaign/): audiences with their hold-out groups, the export
 # marketing tools receive, KPIs and A/B results.
 GOLD_AUDIENCES = gold(
     "audiences",

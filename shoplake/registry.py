@@ -92,7 +92,7 @@ JOBS: dict[str, JobSpec] = {
             "silver -> gold.profiles as of a date: attributes, RFM scores and segments, behaviour, "
             "interests, lifecycle stage and YAML-driven tags (conf/tags.yaml), point-in-time",
             ("gold", "profile"),
-            ("jobs.profiles:load_tag_rules",),
+            ("jobs.profiles.tags:load_tag_rules",),
             reads=(SILVER_CUSTOMERS,),
             reads_if_present=(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS),
         ),
@@ -107,8 +107,8 @@ JOBS: dict[str, JobSpec] = {
         JobSpec(
             "recommend",
             "jobs.recommend",
-            "silver -> gold.recommendations (ALS on weighted implicit feedback, popularity fallback) and "
-            "gold.similar_items; evaluated against popularity baselines on held-back data, report per run",
+            "silver -> gold.recommendations (ALS, item-kNN or SAR, chosen by validation NDCG@k; popularity "
+            "fallback; content picks) and gold.similar_items; every candidate tested on held-back data, report per run",
             ("gold", "recommend"),
             reads=(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS),
             reads_if_present=(SILVER_CUSTOMERS, SILVER_EVENTS),
@@ -136,7 +136,7 @@ JOBS: dict[str, JobSpec] = {
             "gold -> campaign audiences (consent, frequency cap, hash hold-out, k-anonymous exports) "
             "and effect evaluation (KPIs, A/B and hold-out tests, campaign report)",
             ("gold", "campaign"),
-            ("jobs.campaign:load_definitions",),
+            ("jobs.campaign.definitions:load_definitions",),
             # Which of these an audience needs depends on conf/campaigns.yaml.
             reads_if_present=(
                 SILVER_CUSTOMERS,
@@ -168,7 +168,7 @@ ON_DEMAND = {
         "arrive (the ingest parsing and quarantine rules), silver.events (clean's rules) and the live gold "
         "tables (funnel, trending, cart-abandonment triggers), exactly once, checkpointed; --once stops when done",
         ("landing", "stream"),
-        ("jobs.stream:check_stream",),
+        ("jobs.stream.source:check_stream",),
     ),
 }
 

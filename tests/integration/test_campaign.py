@@ -38,7 +38,7 @@ from common.tables import (
     SILVER_USER_KEY_MAP,
     get_table,
 )
-from jobs.campaign import control_bucket
+from jobs.campaign.audiences import control_bucket
 from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, with_missing_columns
 

@@ -29,7 +29,7 @@ from common.tables import (
     SILVER_ORDERS,
     SILVER_USER_KEY_MAP,
 )
-from jobs.churn import build_frame, read_inputs
+from jobs.churn.frame import build_frame, read_inputs
 from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 

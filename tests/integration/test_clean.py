@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from common import privacy
 from common.errors import ShopLakeError
 from common.tables import ALL_TABLES, get_table
-from jobs.clean import SILVER_SPECS
+from jobs.clean.silver import SILVER_SPECS
 from shoplake.generate import generate
 from shoplake.registry import run_job
 from tests.conftest import make_config, string_cells

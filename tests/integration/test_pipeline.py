@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-import jobs.clean as clean_job
+import jobs.clean.job as clean_job
 from common.delta import open_store
 from common.errors import InputError
 from common.runlog import JobResult

@@ -28,7 +28,7 @@ from common.tables import (
     SILVER_USER_KEY_MAP,
 )
 from jobs import segment as S
-from jobs.profiles import LIFECYCLE_STAGES
+from jobs.profiles.features import LIFECYCLE_STAGES
 from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 

@@ -21,7 +21,7 @@ from common.tables import (
     SILVER_PRODUCTS,
 )
 from jobs.basket import baskets_from_silver, mine
-from jobs.recommend import content_vectors
+from jobs.recommend.job import content_vectors
 from shoplake.registry import run_job
 from tests.conftest import TEST_SECRET, make_config
 

@@ -15,7 +15,8 @@ from common.config import RecommendConfig
 from common.delta import open_store
 from common.interactions import raw_interactions
 from common.tables import SILVER_EVENTS, SILVER_ORDER_LINES, SILVER_ORDERS, SILVER_PRODUCTS
-from jobs.recommend import content_vectors, evaluate_cold_start
+from jobs.recommend.evaluation import evaluate_cold_start
+from jobs.recommend.job import content_vectors
 
 TEST_DAYS = 14
 

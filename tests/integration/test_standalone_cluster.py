@@ -29,7 +29,7 @@ import pytest
 from common.delta import open_store
 from common.delta.jars import local_delta_jars
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, GOLD_PROFILES, OPS_RUN_LOG, SILVER_CUSTOMERS, get_table
-from jobs.clean import SILVER_SPECS
+from jobs.clean.silver import SILVER_SPECS
 from shoplake.generate import generate
 from shoplake.package import build_dist
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_config, requires_delta_spark

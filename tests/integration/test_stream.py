@@ -37,7 +37,8 @@ from common.tables import (
     SILVER_EVENTS,
     SILVER_USER_KEY_MAP,
 )
-from jobs.stream import checkpoint_folder, refresh_live_tables
+from jobs.stream.live import refresh_live_tables
+from jobs.stream.source import checkpoint_folder
 from shoplake.generate import generate
 from shoplake.generate.live import replay
 from shoplake.registry import run_job

@@ -175,7 +175,7 @@ def test_without_the_connector_the_error_says_how_to_get_it(spark, tmp_path, mon
     from pyspark.errors import AnalysisException
     from pyspark.sql.streaming import DataStreamReader
 
-    from jobs.stream import kafka_messages
+    from jobs.stream.source import kafka_messages
 
     def not_found(self, *args, **kwargs):
         raise AnalysisException("[DATA_SOURCE_NOT_FOUND] Failed to find the data source: kafka.")

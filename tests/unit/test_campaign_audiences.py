@@ -10,6 +10,9 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
+import jobs.campaign.audiences as audience
+import jobs.campaign.definitions as campaign_definitions
+import jobs.campaign.results as campaign_results
 from common.asof import publish_as_of
 from common.errors import ConfigError
 from common.tables import (
@@ -21,7 +24,6 @@ from common.tables import (
     SILVER_EVENTS,
     TableSpec,
 )
-from jobs import campaign
 from tests.conftest import make_config, with_missing_columns
 
 AS_OF = date(2024, 3, 10)
@@ -102,8 +104,8 @@ campaigns:
 
 def test_audiences_selection_consent_and_skips(spark, lake):
     cfg, store = lake
-    defs = campaign.load_definitions(cfg)
-    audiences, facts = campaign.build_audiences(spark, store, cfg, AS_OF, defs)
+    defs = campaign_definitions.load_definitions(cfg)
+    audiences, facts = audience.build_audiences(spark, store, cfg, AS_OF, defs)
     got = {(r.campaign_id, r.user_key): r for r in audiences.collect()}
     # vip: top half by CLV among all customers (median of 1, 10, 20, 30, 40, 99 = 25) and consenting:
     # u3 (30); u4 (40) withdrew consent in silver; u6 (99) never consented.
@@ -122,7 +124,7 @@ def test_audiences_selection_consent_and_skips(spark, lake):
 
 def test_recommended_items_are_attached_in_rank_order(spark, lake):
     cfg, store = lake
-    recs = campaign.top_recommendations(store.read(GOLD_RECOMMENDATIONS), 3)
+    recs = audience.top_recommendations(store.read(GOLD_RECOMMENDATIONS), 3)
     assert [(r.user_key, r.recommended_items) for r in recs.collect()] == [("u1", ["i1", "i2", "i3"])]
 
 
@@ -143,13 +145,13 @@ def test_frequency_cap_keeps_priority_order(spark):
         "user_key string, campaign_id string, priority int",
     )
     recent = spark.createDataFrame([("u2", 1), ("u3", 2)], "user_key string, touches long")
-    kept = members.transform(campaign.with_frequency_cap(recent, max_touches=2))
+    kept = members.transform(audience.with_frequency_cap(recent, max_touches=2))
     assert sorted((r.user_key, r.campaign_id) for r in kept.collect()) == [("u1", "c1"), ("u1", "c2"), ("u2", "c2")]
 
 
 def test_cart_abandoners_exact(spark, lake):
     _, store = lake
-    got = campaign.cart_abandoners(store.read(SILVER_EVENTS), AS_OF, hours=24, lookback_days=7, max_items=1)
+    got = audience.cart_abandoners(store.read(SILVER_EVENTS), AS_OF, hours=24, lookback_days=7, max_items=1)
     assert sorted((r.user_key, r.abandoned_items) for r in got.collect()) == [("u2", ["b"]), ("u6", ["g"])]
 
 
@@ -159,15 +161,15 @@ def test_control_is_the_exact_share_with_the_lowest_hash_buckets(spark):
     audiences = df.withColumn("campaign_id", F.lit("CMP_X")).unionByName(
         df.limit(1_234).withColumn("campaign_id", F.lit("CMP_Y"))
     )
-    assigned = audiences.transform(campaign.with_assignment(0.1)).where("assignment = 'control'").collect()
+    assigned = audiences.transform(audience.with_assignment(0.1)).where("assignment = 'control'").collect()
     got = {c: {r.user_key for r in assigned if r.campaign_id == c} for c in ("CMP_X", "CMP_Y")}
     # Exactly round(share * n) per campaign, whatever the audience size.
     assert len(got["CMP_X"]) == 2_000 and len(got["CMP_Y"]) == 123
     # Who: the members with the lowest buckets, computed independently in Python.
-    x_by_bucket = sorted(keys, key=lambda k: (campaign.control_bucket(k, "CMP_X"), k))
+    x_by_bucket = sorted(keys, key=lambda k: (audience.control_bucket(k, "CMP_X"), k))
     assert got["CMP_X"] == set(x_by_bucket[:2_000])
     y_keys = {r.user_key for r in audiences.where("campaign_id = 'CMP_Y'").collect()}
-    assert got["CMP_Y"] == set(sorted(y_keys, key=lambda k: (campaign.control_bucket(k, "CMP_Y"), k))[:123])
+    assert got["CMP_Y"] == set(sorted(y_keys, key=lambda k: (audience.control_bucket(k, "CMP_Y"), k))[:123])
     # Independent across campaigns: CMP_Y's hold-out is not CMP_X's first members.
     overlap = len(got["CMP_Y"] & got["CMP_X"])
     assert overlap < 40, overlap  # about 10% of 123 expected
@@ -178,7 +180,7 @@ def test_a_grown_audience_moves_few_people_across_the_cut(spark):
 
     def controls(members):
         df = spark.createDataFrame([(k, "CMP_X") for k in members], "user_key string, campaign_id string")
-        assigned = df.transform(campaign.with_assignment(0.1)).where("assignment = 'control'")
+        assigned = df.transform(audience.with_assignment(0.1)).where("assignment = 'control'")
         return {r.user_key for r in assigned.collect()}
 
     before, after = controls(keys[:10_000]), controls(keys)
@@ -191,17 +193,19 @@ def test_bad_definitions_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("campaigns:\n  - {id: x, name: X, playbook: p, channel: sms, select: {risk_tier: [high]}}\n")
     with pytest.raises(ConfigError, match=r"campaigns\.0\.select\.risk_tier: unknown key"):
-        campaign.load_definitions(make_config(tmp_path, f"campaign.definitions={bad}"))
+        campaign_definitions.load_definitions(make_config(tmp_path, f"campaign.definitions={bad}"))
     dup = tmp_path / "d.yaml"
     dup.write_text("campaigns:\n  - {id: x, name: X, playbook: p, channel: sms}\n  - {id: x, name: Y, playbook: p, "
                    "channel: sms}\n")  # fmt: skip
     with pytest.raises(ConfigError, match="repeated: \\['x'\\]"):
-        campaign.load_definitions(make_config(tmp_path, f"campaign.definitions={dup}"))
+        campaign_definitions.load_definitions(make_config(tmp_path, f"campaign.definitions={dup}"))
     with pytest.raises(ConfigError, match="campaign.definitions: file .*missing.yaml not found"):
-        campaign.load_definitions(make_config(tmp_path, f"campaign.definitions={tmp_path / 'missing.yaml'}"))
+        campaign_definitions.load_definitions(
+            make_config(tmp_path, f"campaign.definitions={tmp_path / 'missing.yaml'}")
+        )
 
 
 def test_comparison_pairs():
-    assert campaign.comparison_pairs(["B", "A", "control"]) == [("B", "A"), ("A", "control"), ("B", "control")]
-    assert campaign.comparison_pairs(["only"]) == []
-    assert campaign.comparison_pairs(["X", "control"]) == [("X", "control")]
+    assert campaign_results.comparison_pairs(["B", "A", "control"]) == [("B", "A"), ("A", "control"), ("B", "control")]
+    assert campaign_results.comparison_pairs(["only"]) == []
+    assert campaign_results.comparison_pairs(["X", "control"]) == [("X", "control")]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from common import stats
-from jobs.campaign import comparison_pairs
+from jobs.campaign.results import comparison_pairs
 from shoplake.generate import CAMPAIGNS
 
 

@@ -17,18 +17,11 @@ from common.churn_features import (
 from common.config import ChurnConfig
 from common.errors import ConfigError
 from common.tables import SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDERS
-from jobs.churn import (
-    BASELINES,
-    Cutoffs,
-    _attribution_from,
-    baseline_scorer,
-    calibration_table,
-    decile_table,
-    history_problem,
-    plan_cutoffs,
-    risk_tier,
-    score_frame,
-)
+from jobs.churn.evaluation import calibration_table, decile_table
+from jobs.churn.frame import Cutoffs, history_problem, plan_cutoffs
+from jobs.churn.job import _attribution_from
+from jobs.churn.models import BASELINES, baseline_scorer, score_frame
+from jobs.churn.scoring import risk_tier
 
 CUTOFF = date(2024, 3, 10)
 

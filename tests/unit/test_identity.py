@@ -10,7 +10,7 @@ from pyspark.sql.types import DateType, StructField, StructType
 
 from common.config import IdentityComparisons, load_config
 from common.identity import comparisons
-from jobs.clean import connected_components, identity_keys, prepare_customers
+from jobs.clean.identity import connected_components, identity_keys, prepare_customers
 
 SCHEMA = (
     "source_system string, customer_id string, name string, phone string, email string, id_number string, "
@@ -121,7 +121,7 @@ def test_default_as_of_for_a_customers_only_export(spark):
     """No orders or events: the last registration, else the ingest day; never 1970."""
     from datetime import datetime
 
-    from jobs.clean import default_as_of
+    from jobs.clean.silver import default_as_of
 
     empty_events = spark.createDataFrame([], "event_time timestamp, _ingested_at timestamp")
     empty_orders = spark.createDataFrame([], "order_time timestamp, _ingested_at timestamp")
@@ -141,7 +141,7 @@ def test_user_key_is_the_earliest_registration_and_survives_new_ones(spark):
     """Stable keys: a later registration that joins a person does not change their key."""
     from datetime import datetime
 
-    from jobs.clean import resolve_people
+    from jobs.clean.identity import resolve_people
 
     schema = SCHEMA + ", registered_at timestamp"
     cfg = load_config("local", [])

@@ -130,7 +130,7 @@ def test_pending_refreshes_survive_a_restart_and_widen(spark, tmp_path, monkeypa
     batch noted and no refresh took yet is on disk for the next run, widened over batches;
     batches noted while a refresh runs stay pending after it. The funnel is refreshed each
     time, trending and triggers only when their interval has passed (or every table is asked)."""
-    import jobs.stream as stream
+    import jobs.stream.live as stream
 
     funnel, trending = [], []
     monkeypatch.setattr(stream, "refresh_live_funnel", lambda store, since: funnel.append(since))

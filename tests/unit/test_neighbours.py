@@ -193,7 +193,7 @@ def test_select_top_k_orders_each_row_by_similarity_then_column():
 
 def test_recommend_checks_the_bound_up_front_and_zero_skips_it():
     from common.config import load_config
-    from jobs.recommend import check_similar_items_size
+    from jobs.recommend.similar import check_similar_items_size
 
     rc = load_config("local", ["recommend.similar_max_mb=64", "recommend.grid.rank=[16, 64]"]).recommend
     with pytest.raises(ConfigError, match=r"200,000 items x 64 dimensions .*recommend.similar_items: 0"):

@@ -134,9 +134,9 @@ def test_package_zip_holds_code_and_conf_and_the_entry_file(tmp_path):
     names = set(zipfile.ZipFile(built["zip"]).namelist())
     assert {
         "common/__init__.py",
-        "common/config.py",
+        "common/config/loading.py",
         "jobs/__init__.py",
-        "jobs/clean.py",
+        "jobs/clean/job.py",
         "shoplake/generate/data/catalogue.json",
         "shoplake/main.py",
         "shoplake/pipeline.py",
@@ -170,7 +170,7 @@ def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     module_file, partitions, lake_root, conf_dir = proc.stdout.splitlines()
-    assert module_file == f"{zip_path}/common/config.py"
+    assert module_file == f"{zip_path}/common/config/__init__.py"
     assert partitions == "200"  # conf/cluster.yaml's value, read from the zip
     assert lake_root == str(run_dir / "lake")
     assert conf_dir.endswith("/conf") and not conf_dir.startswith(str(tmp_path))

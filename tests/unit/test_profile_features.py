@@ -15,7 +15,8 @@ import pytest
 from common.config import LifecycleConfig, RfmRule, load_config
 from common.errors import ConfigError
 from common.tables import GOLD_PROFILES, SILVER_EVENTS, SILVER_ORDER_LINES, SILVER_ORDERS, SILVER_PRODUCTS
-from jobs import profiles as P
+from jobs.profiles import features as P
+from jobs.profiles import tags as PT
 
 AS_OF = date(2024, 3, 10)
 D = Decimal
@@ -297,7 +298,7 @@ def test_tags_follow_the_rules_in_order(spark):
         [("a", D("150.00"), 0.5, 3), ("b", D("10.00"), None, 3), ("c", None, 0.9, 0)],
         "user_key string, monetary decimal(18,2), night_share double, views long",
     )
-    got = {r.user_key: r.tags for r in df.transform(P.with_tags(rules)).collect()}
+    got = {r.user_key: r.tags for r in df.transform(PT.with_tags(rules)).collect()}
     assert got == {"a": ["big", "night_owl"], "b": [], "c": ["night_owl"]}
 
 
@@ -311,23 +312,23 @@ def test_tags_follow_the_rules_in_order(spark):
 )
 def test_bad_tag_rules_name_the_tag(spark, condition, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        P.validate_tag_rules(spark, {"fine": "frequency > 0", "bad": condition})
+        PT.validate_tag_rules(spark, {"fine": "frequency > 0", "bad": condition})
 
 
 def test_shipped_tag_rules_compile(spark):
-    rules = P.load_tag_rules(load_config("local"))
+    rules = PT.load_tag_rules(load_config("local"))
     assert {"high_value", "price_sensitive", "night_owl", "cart_abandoner"} <= set(rules)
-    P.validate_tag_rules(spark, rules)
+    PT.validate_tag_rules(spark, rules)
 
 
 def test_tags_file_problems_are_config_errors(tmp_path):
     (tmp_path / "tags.yaml").write_text("tags: [a, b]\n", encoding="utf-8")
     cfg = load_config("local", overrides=[f"profile.tags_file={tmp_path / 'tags.yaml'}"])
     with pytest.raises(ConfigError, match="expected a mapping"):
-        P.load_tag_rules(cfg)
+        PT.load_tag_rules(cfg)
     cfg = load_config("local", overrides=[f"profile.tags_file={tmp_path / 'missing.yaml'}"])
     with pytest.raises(ConfigError, match="profile.tags_file"):
-        P.load_tag_rules(cfg)
+        PT.load_tag_rules(cfg)
 
 
 def test_profile_schema_keeps_the_contract_columns():

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from common.config import ItemKnnConfig, RecommendConfig, SarConfig
 from common.interactions import aggregate
 from common.neighbours import sparse_top_k
-from jobs.recommend import (
+from jobs.recommend.candidates import (
     catalogue_size,
     fit_candidate,
     knn_neighbours,
@@ -144,7 +144,8 @@ def test_items_als_has_not_seen_take_content_neighbours_before_the_category_fall
     """d and e are in the product table but nobody touched them: d has content neighbours
     (reason content, their similarity), e has none and gets its category's most popular
     items (reason fallback, similarity 0). Content rows of items ALS knows are ignored."""
-    from jobs.recommend import AlsParams, fit_als, similar_items
+    from jobs.recommend.candidates import AlsParams, fit_als
+    from jobs.recommend.similar import similar_items
 
     train = train_df(spark)
     products = spark.createDataFrame(
@@ -168,7 +169,7 @@ def test_items_als_has_not_seen_take_content_neighbours_before_the_category_fall
 def test_fit_als_fits_the_confidence_transformed_strength(spark):
     """ALS sees the transformed strength: a log1p fit equals a raw fit of log1p strengths
     (same seed), and an unknown transform fails before fitting."""
-    from jobs.recommend import AlsParams, fit_als
+    from jobs.recommend.candidates import AlsParams, fit_als
 
     train = train_df(spark)
     point = {"rank": 2, "reg_param": 0.1, "alpha": 1.0, "max_iter": 2}
@@ -190,7 +191,7 @@ def test_sparse_users_get_content_picks_where_validation_placed_them(spark):
     picks are the neighbours of its item it has not seen, scored by cosine (b 0.9, c 0.5);
     placed before the model they lead the list, after it they top it up ahead of the
     popular fallback, and an item in two tiers is listed once, from the earlier."""
-    from jobs.recommend import (
+    from jobs.recommend.candidates import (
         FILL_AFTER,
         FILL_BEFORE,
         FILL_NONE,
@@ -236,7 +237,7 @@ def test_sparse_users_get_content_picks_where_validation_placed_them(spark):
 
 
 def test_the_placement_is_the_best_on_validation_and_a_tie_keeps_content_out():
-    from jobs.recommend import choose_placement
+    from jobs.recommend.evaluation import choose_placement
 
     def scores(none, after, before):
         return {

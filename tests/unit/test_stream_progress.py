@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jobs.stream import batch_progress
+from jobs.stream.progress import batch_progress
 
 BATCH = {
     "id": "3c9d",

@@ -1,49 +1,17 @@
-"""Profile: silver -> gold.profiles, one portrait per customer as of a date.
-
-Only rows on or before the as-of day (UTC) are read, and an order refunded after
-that day still counts as paid, so rebuilding an old date after newer data arrived
-gives the same table. For every customer registered by then (or, without a
-registration date, active by then):
-
-- attributes: age band, gender, province, city and city tier, days since
-  registration, member level;
-- RFM: recency (days since the last kept purchase), frequency (kept purchases),
-  monetary (net of refunds), average order value, mean inter-purchase interval,
-  quintile scores 1-5 and a named segment from the configured rule table;
-- behaviour: sessions, views, searches, add-to-carts, cart abandonment, view to
-  purchase conversion, preferred hour and weekday (``profile.time_zone``), night
-  share, preferred channel and payment method, share of orders with a discount;
-- interests: top categories and brands with weights, brand loyalty (Herfindahl
-  index of the brands bought);
-- lifecycle stage (new, active, dormant, churned, reactivated) and tags from
-  ``conf/tags.yaml`` (Spark SQL conditions over these columns).
-
-Money: a paid order counts its amount; an order refunded by the as-of day counts
-in ``refunded_orders``/``refund_amount`` and nets to zero; a refund record with a
-negative amount (Online Retail's ``C`` invoices) subtracts its amount. Cancelled
-orders count nowhere. A customer with only refunds has frequency 0, no recency
-and monetary <= 0.
-"""
+"""The profile's columns as curried transforms: RFM, behaviour, interests, lifecycle, city tier,
+and the population they describe."""
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from pydantic import field_validator
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from common import orders as common_orders
-from common.asof import day_end, days_since, on_or_before, publish_as_of, resolve_as_of
-from common.config import LifecycleConfig, ProfileConfig, RfmRule, ShopLakeConfig, StrictModel, load_yaml
-from common.delta import DeltaStore, open_store
-from common.errors import ConfigError
-from common.runlog import JobResult, new_run_id
+from common.asof import days_since, on_or_before
+from common.config import LifecycleConfig, ProfileConfig, RfmRule
 from common.tables import (
     GOLD_PROFILES,
     SILVER_CUSTOMERS,
@@ -52,8 +20,7 @@ from common.tables import (
     SILVER_ORDERS,
     SILVER_PRODUCTS,
 )
-
-log = logging.getLogger(__name__)
+from jobs.profiles.tags import with_tags
 
 LIFECYCLE_STAGES = ("new", "active", "dormant", "churned", "reactivated")
 CUSTOMER_KEY = "user_key"
@@ -397,68 +364,6 @@ def with_lifecycle(windows: LifecycleConfig):
     return transform
 
 
-class TagFile(StrictModel):
-    """``conf/tags.yaml``: ``tags: {name: Spark SQL condition over gold.profiles}``."""
-
-    tags: dict[str, str]
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _names_and_conditions(cls, value: Any) -> Any:
-        if not isinstance(value, dict) or not value:
-            raise ValueError("expected a mapping 'tags: {name: condition, ...}'")
-        for name, condition in value.items():
-            if not isinstance(name, str) or not name.strip() or not isinstance(condition, str) or not condition.strip():
-                raise ValueError(f"tag {name!r}: expected a non-empty name and a SQL condition string")
-        return value
-
-
-def load_tag_rules(cfg: ShopLakeConfig) -> dict[str, str]:
-    """``{tag: condition}`` from ``profile.tags_file`` (relative to the conf folder).
-
-    Raises:
-        ConfigError: naming the file and the key (conditions are compiled by
-            :func:`validate_tag_rules`, which needs Spark).
-    """
-    path = Path(cfg.profile.tags_file)
-    if not path.is_absolute():
-        path = Path(cfg.conf_dir) / path
-    return dict(load_yaml(path, TagFile, what="tag rules", key="profile.tags_file").tags)
-
-
-def validate_tag_rules(spark: SparkSession, rules: dict[str, str], source: str = "tags") -> None:
-    """Compile every condition against the gold.profiles schema (no data read).
-
-    Raises:
-        ConfigError: naming the tag whose condition does not parse, names an unknown
-            column or is not boolean.
-    """
-    empty = spark.createDataFrame([], GOLD_PROFILES.schema)
-    for name, condition in rules.items():
-        try:
-            dtype = empty.select(F.expr(condition).alias("_t")).schema["_t"].dataType
-        except Exception as exc:  # parse and analysis errors of every Spark flavour
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{source}: tag {name!r}: invalid condition {condition!r}: {first}") from None
-        if not isinstance(dtype, T.BooleanType):
-            raise ConfigError(
-                f"{source}: tag {name!r}: condition {condition!r} is {dtype.simpleString()}, expected a boolean"
-            )
-
-
-def with_tags(rules: dict[str, str]):
-    """``tags``: the names of the rules whose condition is true (null counts as false), in
-    the rules' order."""
-
-    def transform(df: DataFrame) -> DataFrame:
-        if not rules:
-            return df.withColumn("tags", F.array().cast("array<string>"))
-        flags = [F.when(F.coalesce(F.expr(cond), F.lit(False)), F.lit(name)) for name, cond in rules.items()]
-        return df.withColumn("tags", F.filter(F.array(*flags), lambda x: x.isNotNull()))
-
-    return transform
-
-
 # ---------------------------------------------------------------------------- attributes
 def with_city_tier(tiers: dict[int, list[str]]):
     """``city_tier`` from the configured tier lists; null for unlisted cities."""
@@ -562,61 +467,3 @@ def build_profiles(
     finally:
         orders.unpersist()
     return profiles, {"rfm_quintile_cuts": cuts}
-
-
-def run(
-    spark: SparkSession,
-    cfg: ShopLakeConfig,
-    run_id: str | None = None,
-    store: DeltaStore | None = None,
-) -> JobResult:
-    """Build gold.profiles for ``gold.as_of`` (default: the data's last day)."""
-    run_id = run_id or new_run_id("profile")
-    tag_rules = load_tag_rules(cfg)
-    validate_tag_rules(spark, tag_rules, source=cfg.profile.tags_file)
-    store = store or open_store(spark, cfg)
-    store.require(SILVER_CUSTOMERS)
-    as_of = resolve_as_of(store, cfg)
-    specs = (SILVER_CUSTOMERS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_EVENTS, SILVER_PRODUCTS)
-    result = JobResult("profile", run_id)
-    result.inputs = {spec.name: store.version(spec) for spec in specs if store.exists(spec)}
-    tables = {spec.name: store.read_or_empty(spec) for spec in specs}
-    time_zone = cfg.profile.time_zone or cfg.landing.source_time_zone
-    profiles, facts = build_profiles(spark, tables, as_of, cfg.profile, time_zone, tag_rules)
-    try:
-        result.outputs[GOLD_PROFILES.name] = publish_as_of(store, GOLD_PROFILES, profiles, as_of)
-        stats = profiles.groupBy("lifecycle_stage", "rfm_segment").count().collect()
-        tag_counts = profiles.select(F.explode("tags").alias("tag")).groupBy("tag").count().collect()
-        buyers = profiles.where("frequency > 0").count()
-        total = profiles.count()
-    finally:
-        profiles.unpersist()
-    lifecycle: Counter[str] = Counter()
-    segments: Counter[str] = Counter()
-    for row in stats:
-        lifecycle[row["lifecycle_stage"]] += row["count"]
-        segments[row["rfm_segment"] or "no purchase"] += row["count"]
-    result.row_counts[GOLD_PROFILES.name] = total
-    result.metrics = {
-        "as_of": as_of.isoformat(),
-        "time_zone": time_zone,
-        "customers": total,
-        "buyers": buyers,
-        "lifecycle": dict(sorted(lifecycle.items())),
-        "rfm_segments": dict(sorted(segments.items())),
-        "tags": {r["tag"]: r["count"] for r in sorted(tag_counts, key=lambda r: r["tag"])},
-        **facts,
-    }
-    result.summary = _summary(result.metrics, day_end(as_of))
-    return result
-
-
-def _summary(m: dict[str, Any], until) -> str:
-    lines = [
-        f"profile: {m['customers']:,} customers as of {m['as_of']} (data before {until:%Y-%m-%d %H:%M} UTC), "
-        f"{m['buyers']:,} with a kept purchase",
-        "  lifecycle: " + ", ".join(f"{k} {v:,}" for k, v in m["lifecycle"].items()),
-        "  RFM: " + ", ".join(f"{k} {v:,}" for k, v in m["rfm_segments"].items()),
-        "  tags: " + (", ".join(f"{k} {v:,}" for k, v in m["tags"].items()) or "none"),
-    ]
-    return "\n".join(lines)

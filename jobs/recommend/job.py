@@ -1,0 +1,294 @@
+"""The recommend job: evaluate, choose on validation, publish (see :mod:`jobs.recommend`)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import artifacts, ranking
+from common.asof import on_or_before, publish_as_of, resolve_as_of
+from common.config import RecommendConfig, ShopLakeConfig
+from common.content import content_neighbours, item_vectors
+from common.delta import DeltaStore, open_store
+from common.errors import InputError
+from common.interactions import aggregate, raw_interactions
+from common.runlog import JobResult, new_run_id
+from common.tables import (
+    GOLD_RECOMMENDATIONS,
+    GOLD_SIMILAR_ITEMS,
+    SILVER_CUSTOMERS,
+    SILVER_EVENTS,
+    SILVER_ORDER_LINES,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+)
+from jobs.recommend.candidates import (
+    ALS_METHOD,
+    CATEGORY_POPULAR,
+    FILL_NONE,
+    ITEM_KNN,
+    METHODS,
+    MOST_POPULAR,
+    NEIGHBOUR,
+    SAR,
+    AlsParams,
+    als_candidates,
+    catalogue_size,
+    content_fill_candidates,
+    fit_als,
+    fit_candidate,
+    grid,
+    model_candidates,
+    popular_candidates,
+    sparse_users,
+    top_n_with_fallback,
+)
+from jobs.recommend.evaluation import (
+    Split,
+    choose_candidate,
+    choose_params,
+    choose_placement,
+    evaluate_cold_start,
+    evaluate_content_fill,
+    evaluate_methods,
+    random_split,
+    time_split,
+)
+from jobs.recommend.report import console_summary, write_report
+from jobs.recommend.similar import check_similar_items_size, similar_items
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- job
+def run(
+    spark: SparkSession,
+    cfg: ShopLakeConfig,
+    run_id: str | None = None,
+    store: DeltaStore | None = None,
+) -> JobResult:
+    """Evaluate ALS against the baselines, then publish recommendations and similar items."""
+    run_id = run_id or new_run_id("recommend")
+    store = store or open_store(spark, cfg)
+    rc = cfg.recommend
+    store.require(SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS)
+    as_of = resolve_as_of(store, cfg)
+    inputs = (SILVER_EVENTS, SILVER_ORDERS, SILVER_ORDER_LINES, SILVER_PRODUCTS, SILVER_CUSTOMERS)
+    result = JobResult("recommend", run_id)
+    result.inputs = {spec.name: store.version(spec) for spec in inputs if store.exists(spec)}
+    events, orders, lines, products, customers = (store.read_or_empty(spec) for spec in inputs)
+    raw = raw_interactions(events, orders, lines, rc.event_weights).persist()
+    catalogue = catalogue_size(products, raw, as_of)
+    cached: list[DataFrame] = [raw]
+    try:
+        # Every item touched so far bounds the factor table ALS will publish.
+        check_similar_items_size(rc, raw.select("item_id").distinct().count())
+        vectors = neighbours = None
+        if rc.content.enabled and products.limit(1).count():
+            vectors = content_vectors(products, rc).persist()
+            neighbours = vectors.transform(content_neighbours(rc.content.neighbours, NEIGHBOUR)).persist()
+            cached += [vectors, neighbours]
+        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached, neighbours)
+        if vectors is not None:
+            evaluation["cold_start"] = _cold_start(raw, products, vectors, rc, as_of)
+        placement = evaluation["content_fill"]["placement"]
+        params = AlsParams(**evaluation["chosen_params"])
+        chosen = evaluation["chosen_model"]
+        # Publish: everything up to the as-of day.
+        interactions = aggregate(raw, as_of, rc.half_life_days).persist()
+        cached.append(interactions)
+        registered = customers.where(F.col("registered_at").isNull() | on_or_before("registered_at", as_of)).select(
+            "user_key"
+        )
+        users = registered.unionByName(interactions.select("user_key")).distinct().persist()
+        cached.append(users)
+        fallback = popular_candidates(interactions, users, rc.top_n)
+        folder = neighbours_dir = None
+        primary = fallback.limit(0)
+        similar = None
+        if interactions.limit(1).count():
+            if chosen == ALS_METHOD or rc.similar_items:
+                model, ids = fit_als(interactions, params, rc.seed, rc.bm25)
+                folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
+                model.write().overwrite().save(f"{folder}/als")
+                ids.save(folder)
+                if chosen == ALS_METHOD:
+                    primary = als_candidates(model, ids, interactions, None, rc.top_n)
+                if rc.similar_items:
+                    content = None if neighbours is None else neighbours.withColumnRenamed(NEIGHBOUR, "similar_item_id")
+                    similar = similar_items(
+                        model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, content
+                    )
+            if chosen in (ITEM_KNN, SAR):
+                fitted = fit_candidate(chosen, interactions, rc)
+                cached.append(fitted.neighbours)
+                # Saved so lists can be rescored from new interactions without refitting.
+                neighbours_dir = artifacts.model_dir(cfg, f"recommend_{chosen}", as_of.isoformat())
+                fitted.neighbours.write.mode("overwrite").parquet(f"{neighbours_dir}/neighbours")
+                primary = model_candidates(fitted, interactions, raw, as_of, rc, None, rc.top_n)
+        elif rc.similar_items:
+            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
+        fill = None
+        if placement != FILL_NONE and neighbours is not None:
+            sparse = sparse_users(interactions, rc.content.fill_below)
+            fill = content_fill_candidates(interactions, neighbours, sparse)
+        recs = top_n_with_fallback(primary, fallback, rc.top_n, fill, placement).withColumn(
+            "score", F.round("score", 6)
+        )
+        outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
+        for spec, df in outputs:
+            result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
+        published = store.read(GOLD_RECOMMENDATIONS).where(F.col("as_of") == F.lit(as_of)).persist()
+        cached.append(published)
+        result.row_counts[GOLD_RECOMMENDATIONS.name] = published.count()
+        if similar is not None:
+            result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
+                store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
+            )
+        else:
+            log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
+        reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
+        coverage = ranking.catalogue_coverage(published, catalogue, rc.top_n, ranking.Columns(item="item_id"))
+        published_users = published.select("user_key").distinct().count()
+    finally:
+        for df in cached:
+            df.unpersist()
+    k = rc.k
+    test = evaluation.get("test", {})
+    chosen_ndcg, pop_ndcg = (test.get(m, {}).get(f"ndcg@{k}") for m in (chosen, MOST_POPULAR))
+    result.metrics = {
+        "as_of": as_of.isoformat(),
+        "split": evaluation["split"],
+        "chosen_model": chosen,
+        "chosen_params": evaluation["chosen_params"],
+        "validation": evaluation["validation"],
+        "test": test,
+        # After "test": the report's comparison chart draws the first dict of method dicts.
+        "validation_candidates": evaluation["validation_candidates"],
+        "search": evaluation["search"],
+        "cold_start": evaluation.get("cold_start", "skipped: recommend.content.enabled is false or no products"),
+        "content_fill": evaluation["content_fill"],
+        # Of the published (chosen) model.
+        f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
+        if chosen_ndcg is not None and pop_ndcg
+        else None,
+        "published": {
+            "users": published_users,
+            "model": chosen,
+            "reasons": dict(sorted(reasons.items())),
+            f"coverage@{rc.top_n}": coverage,
+            "model_dir": folder,
+            "neighbours_dir": neighbours_dir,
+        },
+    }
+    result.metrics["report"] = write_report(cfg, run_id, result.metrics, k)
+    result.summary = console_summary(result.metrics, k)
+    return result
+
+
+def content_vectors(products: DataFrame, rc: RecommendConfig) -> DataFrame:
+    """``item_id, block, features`` of every product (common.content, ``recommend.content``)."""
+    c = rc.content
+    return products.transform(item_vectors(c.features, c.num_features, c.price_bands))
+
+
+def _cold_start(raw: DataFrame, products: DataFrame, vectors: DataFrame, rc: RecommendConfig, as_of: date):
+    """The cold-start evaluation on the time split's test period (a random split has no launches)."""
+    if rc.split != "time":
+        return "skipped: cold start needs the time split"
+    cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
+    return evaluate_cold_start(raw, products, vectors, cutoff, as_of, rc.k, rc.seed)
+
+
+def _evaluate(
+    raw: DataFrame,
+    products: DataFrame,
+    rc: RecommendConfig,
+    as_of: date,
+    catalogue_size: int,
+    cached: list,
+    content: DataFrame | None = None,
+) -> dict[str, Any]:
+    """Choose ALS hyperparameters, then the candidate, then where sparse users' content
+    picks go (``content``: item neighbours, or None) on validation; score every method
+    and placement once on test."""
+    if rc.split == "time":
+        cutoff = rc.eval_cutoff or as_of - timedelta(days=rc.test_days)
+        if cutoff >= as_of:
+            raise InputError(f"recommend.eval_cutoff {cutoff} must be before the as-of date {as_of}")
+        val_cutoff = cutoff - timedelta(days=rc.validation_days)
+        test = time_split(raw, cutoff, as_of, rc.half_life_days)
+        validation = time_split(raw, val_cutoff, cutoff, rc.half_life_days)
+    else:
+        everything = aggregate(raw, as_of, rc.half_life_days)
+        test = random_split(everything, rc.test_fraction, rc.seed, as_of)
+        validation = random_split(test.train, rc.test_fraction, rc.seed + 1, as_of)
+    for split in (test, validation):
+        split.train = split.train.persist()
+        split.relevant = split.relevant.persist()
+        cached.extend([split.train, split.relevant])
+    k = rc.k
+    candidates = list(dict.fromkeys(rc.candidates))
+    validated = validation.train.limit(1).count() and validation.relevant.limit(1).count()
+    params, tried, search = grid(rc)[0], [], {"skipped": "als is not a candidate"}
+    if ALS_METHOD in candidates:
+        params, tried, search = choose_params(validation, raw, products, rc, catalogue_size)
+    scores: dict[str, dict[str, Any]] = {}
+    if validated:
+        others = [m for m in candidates if m != ALS_METHOD]
+        for method, metrics in evaluate_methods(validation, raw, products, rc, params, catalogue_size, others).items():
+            scores[method] = {n: metrics[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
+        if "chosen" in search:
+            scores[ALS_METHOD] = {n: search["chosen"][n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
+    chosen = choose_candidate(scores, candidates, k)
+    log.info("recommend: chosen on validation NDCG@%d: %s", k, chosen)
+    out: dict[str, Any] = {
+        "split": {**test.description, "validation": validation.description},
+        "chosen_model": chosen,
+        "chosen_params": params.as_dict(),
+        "validation": tried or "skipped: no training or validation purchases",
+        "search": search,
+        "validation_candidates": {m: scores[m] for m in candidates if m in scores},
+    }
+    tested = test.train.limit(1).count() and test.relevant.limit(1).count()
+    if tested:
+        methods = [m for m in METHODS if m in candidates or m in (MOST_POPULAR, CATEGORY_POPULAR)]
+        out["test"] = evaluate_methods(test, raw, products, rc, params, catalogue_size, methods)
+    else:
+        out["test"] = {}
+        log.warning("recommend: no training interactions or test purchases; evaluation skipped")
+    out["content_fill"] = _content_fill(test, validation, raw, products, rc, params, chosen, content, catalogue_size)
+    return out
+
+
+def _content_fill(
+    test: Split,
+    validation: Split,
+    raw: DataFrame,
+    products: DataFrame,
+    rc: RecommendConfig,
+    params: AlsParams,
+    chosen: str,
+    content: DataFrame | None,
+    catalogue_size: int,
+) -> dict[str, Any]:
+    """Where the chosen model's sparse users get content picks: validated, then tested."""
+    below = rc.content.fill_below
+    fill: dict[str, Any] = {"fill_below": below, "placement": FILL_NONE}
+    if content is None or not below:
+        return {**fill, "skipped": "recommend.content is off, fill_below is 0 or there are no products"}
+    least = rc.content.fill_min_users
+    fill["validation"] = evaluate_content_fill(
+        validation, raw, products, rc, params, chosen, content, catalogue_size, least
+    )
+    fill["placement"] = choose_placement(fill["validation"], rc.k, least)
+    if "skipped" in fill["validation"]:
+        fill["test"] = {"skipped": "not evaluated on validation"}
+    else:
+        fill["test"] = evaluate_content_fill(test, raw, products, rc, params, chosen, content, catalogue_size)
+    log.info("recommend: content picks for users with fewer than %d items: %s", below, fill["placement"])
+    return fill
