@@ -81,7 +81,13 @@ def connected_components(
     if len(rows) <= driver_max_rows:
         labels = _components_on_driver(record_ids.sparkSession, [(r.record_id, r.key) for r in rows])
     else:
-        labels = _label_propagation(links.select("record_id").distinct(), links, max_iterations)
+        # Cached: every round joins the links again; the labels are checkpointed, so the
+        # cache can go once the loop has converged.
+        links = links.persist()
+        try:
+            labels = _label_propagation(links.select("record_id").distinct(), links, max_iterations)
+        finally:
+            links.unpersist()
     found = labels.withColumnRenamed("component", "_component")
     return record_ids.join(found, "record_id", "left").select(
         "record_id", F.coalesce("_component", "record_id").alias("component")
