@@ -104,17 +104,62 @@ class JvmSampler(threading.Thread):
 
 
 # ---------------------------------------------------------------- one run
-def run_once(rows: int, driver_memory: str, lake: str) -> dict:
-    """Write ``rows`` rows in this process and return the measurements."""
-    import pyarrow.parquet as pq
-    from deltalake import DeltaTable
+def _bench_table():
+    from pyspark.sql import types as T
+
+    from common.tables import TableSpec
+
+    schema = T.StructType(
+        [
+            T.StructField("id", T.LongType(), False),
+            T.StructField("user", T.StringType()),
+            T.StructField("amount", T.DecimalType(18, 2)),
+            T.StructField("ts", T.TimestampType()),
+            T.StructField("flag", T.BooleanType()),
+        ]
+    )
+    return TableSpec("ops.bench_delta_write", schema, keys=("id",))
+
+
+def _bench_rows(spark, rows: int):
+    """``rows`` generated rows of every common type, computed lazily from ``spark.range``."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
+
+    return spark.range(rows).select(
+        F.col("id"),
+        F.concat(F.lit("user_"), (F.col("id") % 1_000_003).cast("string")).alias("user"),
+        ((F.col("id") % 1_000_000).cast(T.DecimalType(18, 0)) / 100).cast(T.DecimalType(18, 2)).alias("amount"),
+        # 2024-01-01 plus a bit over a second per row, with microseconds set.
+        F.expr("timestamp_micros(1704067200000000 + id * 1000003)").alias("ts"),
+        (F.col("id") % 3 == 0).alias("flag"),
+    )
+
+
+def _table_sizes(files: list[str], rows: int) -> dict:
+    """On disk, uncompressed in Parquet, and as Arrow (estimated from the first 200,000 rows), in MB."""
+    import pyarrow.parquet as pq
+
+    on_disk = sum(os.path.getsize(f) for f in files)
+    uncompressed = 0
+    for f in files:
+        meta = pq.read_metadata(f)
+        uncompressed += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    sample = next(pq.ParquetFile(files[0]).iter_batches(batch_size=200_000))
+    return {
+        "parquet_on_disk_mb": on_disk / MB,
+        "parquet_uncompressed_mb": uncompressed / MB,
+        "arrow_estimate_mb": sample.nbytes / sample.num_rows * rows / MB,
+    }
+
+
+def run_once(rows: int, driver_memory: str, lake: str) -> dict:
+    """Write ``rows`` rows in this process and return the measurements."""
+    from deltalake import DeltaTable
 
     from common.config import load_config
     from common.delta.rs_store import RsDeltaStore
     from common.spark import build_spark
-    from common.tables import TableSpec
 
     cfg = load_config(
         "local",
@@ -126,27 +171,8 @@ def run_once(rows: int, driver_memory: str, lake: str) -> dict:
         ],
     )
     spark = build_spark(cfg)
-    spec = TableSpec(
-        "ops.bench_delta_write",
-        T.StructType(
-            [
-                T.StructField("id", T.LongType(), False),
-                T.StructField("user", T.StringType()),
-                T.StructField("amount", T.DecimalType(18, 2)),
-                T.StructField("ts", T.TimestampType()),
-                T.StructField("flag", T.BooleanType()),
-            ]
-        ),
-        keys=("id",),
-    )
-    df = spark.range(rows).select(
-        F.col("id"),
-        F.concat(F.lit("user_"), (F.col("id") % 1_000_003).cast("string")).alias("user"),
-        ((F.col("id") % 1_000_000).cast(T.DecimalType(18, 0)) / 100).cast(T.DecimalType(18, 2)).alias("amount"),
-        # 2024-01-01 plus a bit over a second per row, with microseconds set.
-        F.expr("timestamp_micros(1704067200000000 + id * 1000003)").alias("ts"),
-        (F.col("id") % 3 == 0).alias("flag"),
-    )
+    spec = _bench_table()
+    df = _bench_rows(spark, rows)
     store = RsDeltaStore(spark, cfg.lake_root, target_file_rows=cfg.lake.target_file_rows)
 
     jvm_pids = _java_descendants(os.getpid())
@@ -163,13 +189,7 @@ def run_once(rows: int, driver_memory: str, lake: str) -> dict:
     # Table size, measured after the peak was taken.
     dt = DeltaTable(store.path(spec))
     files = dt.file_uris()
-    on_disk = sum(os.path.getsize(f) for f in files)
-    uncompressed = 0
-    for f in files:
-        meta = pq.read_metadata(f)
-        uncompressed += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    sample = next(pq.ParquetFile(files[0]).iter_batches(batch_size=200_000))
-    arrow_estimate = sample.nbytes / sample.num_rows * rows
+    sizes = _table_sizes(files, rows)
     committed_rows = dt.count()
     spark_rows = store.read(spec).count()
     spark.stop()
@@ -185,9 +205,7 @@ def run_once(rows: int, driver_memory: str, lake: str) -> dict:
         "py_peak_rss_during_write_mb": sampler.py_peak_rss_kb / 1024,
         "jvm_peak_rss_mb": max(sampler.hwm_kb, sampler.peak_rss_kb) / 1024,
         "jvm_pids": jvm_pids,
-        "parquet_on_disk_mb": on_disk / MB,
-        "parquet_uncompressed_mb": uncompressed / MB,
-        "arrow_estimate_mb": arrow_estimate / MB,
+        **sizes,
     }
 
 

@@ -144,6 +144,60 @@ def run_groceries(spark, runs: int) -> list[dict]:
     return results
 
 
+def _scale_lines(rows: list[dict], scales: list[tuple[int, int]]) -> list[str]:
+    """The shop scales' table (one line per run) and each scale's medians."""
+    med = statistics.median
+    lines = [
+        "| users | days | run | interactions | ALS users | ALS training s | recommend-for-all s | candidates "
+        "| baskets | FP-growth s | itemsets | rules |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['users']:,} | {r['days']} | {r['run']} | {r['interactions']:,} | {r['als_users']:,} | "
+            f"{r['als_s']:.1f} | {r['recommend_s']:.1f} | {r['candidates']:,} | {r['baskets']:,} | {r['fp_s']:.1f} | "
+            f"{r['itemsets']:,} | {r['rules']:,} |"
+        )
+    lines.append("")
+    for users, days in scales:
+        mine_ = [r for r in rows if (r["users"], r["days"]) == (users, days)]
+        lines.append(
+            f"- users={users:,}, days={days}: median ALS training {med(r['als_s'] for r in mine_):.1f} s, "
+            f"recommend-for-all {med(r['recommend_s'] for r in mine_):.1f} s, "
+            f"FP-growth {med(r['fp_s'] for r in mine_):.1f} s"
+        )
+    return lines
+
+
+def _groceries_lines(groceries: list[dict]) -> list[str]:
+    """The Groceries comparison of Spark's FP-growth with mlxtend's, per run and in medians."""
+    med = statistics.median
+    spark_med, mlx_med = med(g["spark_s"] for g in groceries), med(g["mlxtend_s"] for g in groceries)
+    lines = [
+        f"## Groceries ({groceries[0]['baskets']:,} baskets), min support {MIN_SUPPORT}, min confidence "
+        f"{MIN_CONFIDENCE}",
+        "",
+        "Spark: `jobs.basket.mine` (FPGrowth + rule metrics; baskets persisted beforehand). mlxtend: `fpgrowth` + "
+        "`association_rules` on a one-hot pandas frame (built beforehand). arules: 13,492 itemsets, 5,668 rules.",
+        "",
+        "| run | Spark s | Spark itemsets | Spark rules | mlxtend s | mlxtend itemsets | mlxtend rules "
+        "(single-item consequent) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in groceries:
+        lines.append(
+            f"| {g['run']} | {g['spark_s']:.2f} | {g['spark_itemsets']:,} | {g['spark_rules']:,} | "
+            f"{g['mlxtend_s']:.2f} | {g['mlxtend_itemsets']:,} | {g['mlxtend_rules']:,} "
+            f"({g['mlxtend_single_rules']:,}) |"
+        )
+    lines += [
+        "",
+        f"- median Spark {spark_med:.2f} s, median mlxtend {mlx_med:.2f} s: Spark / mlxtend = "
+        f"{spark_med / mlx_med:.2f}",
+    ]
+    return lines
+
+
 def main() -> None:
     parser = bench_parser(__doc__, runs=3, seed=7)
     args = parser.parse_args()
@@ -165,7 +219,6 @@ def main() -> None:
         groceries = run_groceries(spark, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = statistics.median
     scale_args = " ".join(f"--scale {u}x{d}" for u, d in scales)
     shuffle = spark.conf.get("spark.sql.shuffle.partitions")
     lines = [
@@ -181,47 +234,9 @@ def main() -> None:
         f"recommend-for-all asks top_n={cfg.recommend.top_n} plus the seen-item margin for every known user. "
         f"FP-growth on the shop's paid baskets at {SHOP_BASKET}.",
         "",
-        "| users | days | run | interactions | ALS users | ALS training s | recommend-for-all s | candidates "
-        "| baskets | FP-growth s | itemsets | rules |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['users']:,} | {r['days']} | {r['run']} | {r['interactions']:,} | {r['als_users']:,} | "
-            f"{r['als_s']:.1f} | {r['recommend_s']:.1f} | {r['candidates']:,} | {r['baskets']:,} | {r['fp_s']:.1f} | "
-            f"{r['itemsets']:,} | {r['rules']:,} |"
-        )
-    lines.append("")
-    for users, days in scales:
-        mine_ = [r for r in rows if (r["users"], r["days"]) == (users, days)]
-        lines.append(
-            f"- users={users:,}, days={days}: median ALS training {med(r['als_s'] for r in mine_):.1f} s, "
-            f"recommend-for-all {med(r['recommend_s'] for r in mine_):.1f} s, "
-            f"FP-growth {med(r['fp_s'] for r in mine_):.1f} s"
-        )
-    spark_med, mlx_med = med(g["spark_s"] for g in groceries), med(g["mlxtend_s"] for g in groceries)
-    lines += [
+        *_scale_lines(rows, scales),
         "",
-        f"## Groceries ({groceries[0]['baskets']:,} baskets), min support {MIN_SUPPORT}, min confidence "
-        f"{MIN_CONFIDENCE}",
-        "",
-        "Spark: `jobs.basket.mine` (FPGrowth + rule metrics; baskets persisted beforehand). mlxtend: `fpgrowth` + "
-        "`association_rules` on a one-hot pandas frame (built beforehand). arules: 13,492 itemsets, 5,668 rules.",
-        "",
-        "| run | Spark s | Spark itemsets | Spark rules | mlxtend s | mlxtend itemsets | mlxtend rules "
-        "(single-item consequent) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for g in groceries:
-        lines.append(
-            f"| {g['run']} | {g['spark_s']:.2f} | {g['spark_itemsets']:,} | {g['spark_rules']:,} | "
-            f"{g['mlxtend_s']:.2f} | {g['mlxtend_itemsets']:,} | {g['mlxtend_rules']:,} "
-            f"({g['mlxtend_single_rules']:,}) |"
-        )
-    lines += [
-        "",
-        f"- median Spark {spark_med:.2f} s, median mlxtend {mlx_med:.2f} s: Spark / mlxtend = "
-        f"{spark_med / mlx_med:.2f}",
+        *_groceries_lines(groceries),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -107,6 +108,65 @@ def latencies(checkpoint: Path, arrival: dict[str, float], table: str) -> list[f
             for f in files if f in arrival]  # fmt: skip
 
 
+def _start_stream(root: Path, backend: str, extra: list[str]) -> tuple[subprocess.Popen, Any]:
+    """``shoplake stream`` on ``root``'s landing folder and lake, its output in ``stream.log``."""
+    sets = [
+        f"lake.backend={backend}", f"lake.root={root / 'lake'}", f"landing.root={root / 'landing'}",
+        "stream.max_files_per_trigger=10",
+        "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "SHOPLAKE_PSEUDONYM_SECRET": os.environ.get("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret")}
+    command = [sys.executable, "-m", "shoplake.cli", "stream", *(a for s in sets for a in ("--set", s))]
+    log = open(root / "stream.log", "wb")  # noqa: SIM115 - kept open while the process runs
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True), log
+
+
+def _warm_up(root: Path, proc: subprocess.Popen, checkpoint: Path, seed: int) -> None:
+    """A first file, and its batch committed, before the clock starts: the latency of a
+    running stream, not of the JVM and Python workers starting."""
+    warm_up = replay(
+        root / "warm-up", rate=20, late_share=0.0, users=5, days=1, seed=seed, start_date=date(2024, 2, 29)
+    )
+    shutil.copy(
+        root / "warm-up" / "shop" / "events" / warm_up["files"][0]["name"],
+        root / "landing" / "shop" / "events" / "warm_up.jsonl",
+    )
+    started = time.monotonic()
+    while not (checkpoint / "commits" / "0").exists():
+        if proc.poll() is not None or time.monotonic() - started > 300:
+            raise RuntimeError((root / "stream.log").read_text()[-3000:])
+        time.sleep(0.2)
+
+
+def _wait_until_read(checkpoint: Path, names: set[str], catch_up: float) -> None:
+    """Until every delivered file is in a finished batch of gold.live_trending, or ``catch_up`` s."""
+    deadline = time.monotonic() + catch_up
+    while time.monotonic() < deadline:
+        done = finished_batches(checkpoint, "gold.live_trending")
+        read = batch_files(checkpoint) if (checkpoint / "sources" / "0").exists() else {}
+        if names <= {n for b, files in read.items() if b in done for n in files}:
+            return
+        time.sleep(1)
+
+
+def _stop(proc: subprocess.Popen, log: Any) -> None:
+    # The driver only: it stops the queries and records the run; SIGTERM to the whole
+    # group would stop its JVM under it.
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _seconds(values: list[float], share: float | None = None) -> float | None:
+    """The median (``share`` None) or a percentile of latencies, None without any."""
+    if not values:
+        return None
+    return round(statistics.median(values) if share is None else percentile(values, share), 2)
+
+
 def one_rate(
     rate: float,
     seconds: float,
@@ -123,31 +183,10 @@ def one_rate(
         root = Path(tmp)
         landing, lake = root / "landing", root / "lake"
         (landing / "shop" / "events").mkdir(parents=True)
-        sets = [
-            f"lake.backend={backend}", f"lake.root={lake}", f"landing.root={landing}",
-            "stream.max_files_per_trigger=10",
-            "spark.conf.spark.sql.shuffle.partitions=2", "spark.conf.spark.ui.enabled=false", *extra,
-        ]  # fmt: skip
-        env = {**os.environ, "SHOPLAKE_PSEUDONYM_SECRET": os.environ.get("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret")}
-        command = [sys.executable, "-m", "shoplake.cli", "stream", *(a for s in sets for a in ("--set", s))]
-        log = open(root / "stream.log", "wb")  # noqa: SIM115 - kept open while the process runs
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+        proc, log = _start_stream(root, backend, extra)
+        checkpoint = lake / "_checkpoints" / "stream_shop_events" / "silver.events"
         try:
-            checkpoint = lake / "_checkpoints" / "stream_shop_events" / "silver.events"
-            # Warm-up: a first file, and its batch committed, before the clock starts: the
-            # latency of a running stream, not of the JVM and Python workers starting.
-            warm_up = replay(
-                root / "warm-up", rate=20, late_share=0.0, users=5, days=1, seed=seed, start_date=date(2024, 2, 29)
-            )
-            shutil.copy(
-                root / "warm-up" / "shop" / "events" / warm_up["files"][0]["name"],
-                landing / "shop" / "events" / "warm_up.jsonl",
-            )
-            started = time.monotonic()
-            while not (checkpoint / "commits" / "0").exists():
-                if proc.poll() is not None or time.monotonic() - started > 300:
-                    raise RuntimeError((root / "stream.log").read_text()[-3000:])
-                time.sleep(0.2)
+            _warm_up(root, proc, checkpoint, seed)
             users = max(10, round(rate * seconds / (EVENTS_PER_USER_DAY * days)))
             delivered_at = time.monotonic()
             manifest = replay(
@@ -155,30 +194,13 @@ def one_rate(
                 start_date=date(2024, 3, 1),
             )  # fmt: skip
             delivery_seconds = time.monotonic() - delivered_at
-            names = {f["name"] for f in manifest["files"]}
-            deadline = time.monotonic() + catch_up
-            while time.monotonic() < deadline:
-                done = finished_batches(checkpoint, "gold.live_trending")
-                read = batch_files(checkpoint) if (checkpoint / "sources" / "0").exists() else {}
-                if names <= {n for b, files in read.items() if b in done for n in files}:
-                    break
-                time.sleep(1)
+            _wait_until_read(checkpoint, {f["name"] for f in manifest["files"]}, catch_up)
         finally:
-            # The driver only: it stops the queries and records the run; SIGTERM to the whole
-            # group would stop its JVM under it.
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
+            _stop(proc, log)
 
         arrival = {p.name: p.stat().st_mtime for p in (landing / "shop" / "events").glob("live_*.jsonl")}  # not warm_up
         funnel = latencies(checkpoint, arrival, "gold.live_funnel")
         trending = latencies(checkpoint, arrival, "gold.live_trending")
-        processed = len(funnel)
-        lines_per_file = manifest["lines"] / max(1, len(manifest["files"]))
-        done = finished_batches(checkpoint)
         return {
             "rate": rate,
             "backend": backend,
@@ -189,15 +211,15 @@ def one_rate(
             "days": days,
             "events": manifest["lines"],
             "files": len(manifest["files"]),
-            "files_processed": processed,
+            "files_processed": len(funnel),
             "delivery_s": round(delivery_seconds, 1),
-            "lines_per_file": round(lines_per_file, 1),
-            "batches": len(done),
-            "p50_s": round(statistics.median(funnel), 2) if funnel else None,
-            "p95_s": round(percentile(funnel, 0.95), 2) if funnel else None,
+            "lines_per_file": round(manifest["lines"] / max(1, len(manifest["files"])), 1),
+            "batches": len(finished_batches(checkpoint)),
+            "p50_s": _seconds(funnel),
+            "p95_s": _seconds(funnel, 0.95),
             "max_s": round(max(funnel), 2) if funnel else None,
-            "p95_trending_s": round(percentile(trending, 0.95), 2) if trending else None,
-            "kept_up": processed == len(manifest["files"]),
+            "p95_trending_s": _seconds(trending, 0.95),
+            "kept_up": len(funnel) == len(manifest["files"]),
         }
 
 

@@ -26,7 +26,11 @@ from common.errors import EnvironmentProblem
 ZIP_PACKAGES = ("common", "jobs", "shoplake")
 # Package resources (read with importlib.resources, which reads them from the zip too), per
 # package: the same files as [tool.setuptools.package-data] in pyproject.toml puts in the wheel.
-ZIP_RESOURCES = {"shoplake": ("generate/data/*.json",)}
+ZIP_RESOURCES = {
+    "common": ("templates/*.j2",),
+    "jobs": ("campaign/templates/*.j2",),
+    "shoplake": ("generate/data/*.json", "report/templates/*"),
+}
 # A fixed timestamp makes the zip byte-identical for identical sources.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 

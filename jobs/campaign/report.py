@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import html
 import math
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from common import charts, markdown
+from common import charts, html, markdown
 from common.artifacts import report_path
 from common.config import ShopLakeConfig
 
 
-# ============================================================================ report
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[str, str]:
-    """A markdown table and its HTML twin."""
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    md = markdown.table(columns, ([fmt(r.get(c)) for c in columns] for r in rows))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
-    return "\n".join(md), f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _cell(value: Any) -> str:
+    """A campaign table cell: empty for None, four significant digits for floats."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def _finite(value: Any) -> bool:
@@ -93,30 +84,30 @@ def write_report(cfg: ShopLakeConfig, as_of: date, facts: dict[str, Any], kpi_ro
         f"Export k-anonymity (k={facts.get('k_anonymity', {}).get('k')}): smallest class "
         f"{facts.get('k_anonymity', {}).get('smallest_class')}."
     )
+    tables = [
+        (title, [{c: _cell(r.get(c)) for c in columns} for r in rows], columns) for title, rows, columns in sections
+    ]
     md = [f"# Campaign report as of {as_of.isoformat()}", "", guard, ""]
-    body = [f"<h1>Campaign report as of {as_of.isoformat()}</h1>", f"<p>{html.escape(guard)}</p>"]
-    for title, rows, columns in sections:
-        t_md, t_html = _table(rows, columns)
-        md += [f"## {title}", "", t_md, ""]
-        body += [f"<h2>{html.escape(title)}</h2>", t_html]
+    for title, rows, columns in tables:
+        md += [f"## {title}", "", *markdown.dict_table(rows, columns), ""]
     figures = [
         ("conversion_effects", effect_chart(ab_rows, "conversion_rate", "Conversion-rate effects")),
         ("revenue_effects", effect_chart(ab_rows, "revenue_per_recipient", "Revenue-per-recipient effects")),
         ("variant_conversion", variant_chart(kpi_rows)),
     ]
     stem = f"campaign_report_{as_of.isoformat()}"
+    drawn = []
     for chart_id, fig in figures:
         if fig is None:
             continue
         image = charts.png(fig, report_path(cfg, "campaign", f"{stem}_{chart_id}.png"))
         md += [f"![{chart_id}]({image.name})", ""]
-        body.append(f"<figure class='chart' data-chart='{chart_id}'>{charts.svg(fig, chart_id)}</figure>")
+        drawn.append(html.chart(chart_id, "", fig))
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
-        body += ["<h2>Warnings</h2><ul>"] + [f"<li>{html.escape(w)}</li>" for w in warnings] + ["</ul>"]
     path = report_path(cfg, "campaign", f"{stem}.md")
     Path(path).write_text("\n".join(md), encoding="utf-8")
-    Path(path).with_suffix(".html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>Campaign report</title>" + "".join(body), encoding="utf-8"
-    )
+    page = html.render("jobs.campaign/campaign_report.html.j2", as_of=as_of.isoformat(), guard=guard, tables=tables,
+                       charts=drawn, warnings=warnings)  # fmt: skip
+    Path(path).with_suffix(".html").write_text(page, encoding="utf-8")
     return path

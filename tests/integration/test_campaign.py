@@ -381,7 +381,9 @@ def test_report_lists_campaigns_and_tests(campaign_run):
         with open(os.path.join(folder, image), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     page = open(campaign_run["first"].metrics["report"].replace(".md", ".html"), encoding="utf-8").read()
-    figure = re.search(r"<figure class='chart' data-chart='conversion_effects'>(.*?)</figure>", page, re.S).group(1)
+    figure = re.search(
+        r"""<figure class=["']chart["'] data-chart=["']conversion_effects["']>(.*?)</figure>""", page, re.S
+    ).group(1)
     tests = [r for r in ab_rows(campaign_run["store"]).values()]
     assert len(tests) >= 8  # every planted comparison at least
     for r in tests:

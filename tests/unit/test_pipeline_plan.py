@@ -150,6 +150,32 @@ def test_package_zip_holds_code_and_conf_and_the_entry_file(tmp_path):
     assert build_dist(tmp_path / "dist", wheel=False)["zip"].read_bytes() == first
 
 
+def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
+    """The run report's and the campaign report's Jinja2 templates are package resources:
+    rendered from the zip alone, with no project folder."""
+    from shoplake.package import build_dist
+
+    zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
+    code = (
+        "from datetime import datetime; from shoplake.report import ReportData, Unavailable, render; "
+        "from common import html; gone = Unavailable('gone'); "
+        "page = render(ReportData('run-z', '/lake', datetime(2024, 1, 1), [], quality=gone, rfm=gone, "
+        "segments=gone, churn=gone, rules=gone, recommendations=gone)); "
+        "print(html.__file__); print(page.count('<section id=')); "
+        "print(html.render('jobs.campaign/campaign_report.html.j2', as_of='2024-01-01', guard='g', "
+        "tables=[('T', [{'a': '1'}], ['a'])], charts=[], warnings=['w']).count('<td>1</td>'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
+    env["PYTHONPATH"] = str(zip_path)
+    run_dir = tmp_path / "cwd"
+    run_dir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=run_dir, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"{zip_path}/common/html.py", "9", "1"]
+
+
 def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
     """No project folder, no ./conf: the conf shipped in the zip is used, and
     relative paths resolve against the working directory, not the temporary copy."""
