@@ -18,12 +18,11 @@ import os
 import platform
 import shutil
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from benchargs import bench_parser, scales_of
+from benchargs import bench_parser, emit, per_scale, run_scales, scales_of
 
 CHURN = ["churn.label_days=30", "churn.activity_days=60"]
 
@@ -74,11 +73,7 @@ def main() -> None:
     from common.spark import build_spark
 
     spark = build_spark(load_config("local"))
-    work = Path(tempfile.mkdtemp(prefix="shoplake-churn-bench-"))
-    try:
-        rows = [r for users, days in scales for r in run_scale(spark, users, days, args.runs, args.seed, work)]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = run_scales(spark, run_scale, scales, args, "churn")
     scale_args = " ".join(f"--scale {u}x{d}" for u, d in scales)
     cfg = load_config("local")
     lines = [
@@ -105,16 +100,15 @@ def main() -> None:
             f"{r['train_s']:.1f} | {r['score_s']:.1f} | {r['auc']:.3f} / {r['auc_base']:.3f} | {r['load']:.1f} |"
         )
     lines.append("")
-    for users, days in scales:
-        mine = [r for r in rows if (r["users"], r["days"]) == (users, days)]
-        lines.append(
-            f"- users={users:,}, days={days}: median training {statistics.median(r['train_s'] for r in mine):.1f} s, "
+    lines += per_scale(
+        rows,
+        scales,
+        lambda mine: (
+            f"median training {statistics.median(r['train_s'] for r in mine):.1f} s, "
             f"median scoring {statistics.median(r['score_s'] for r in mine):.1f} s"
-        )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        ),
+    )
+    emit(lines, args.out)
     spark.stop()
 
 

@@ -19,12 +19,11 @@ import os
 import platform
 import shutil
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from benchargs import bench_parser, scales_of
+from benchargs import bench_parser, emit, per_scale, run_scales, scales_of
 
 
 def bare_copy(spark, store, out: Path) -> int:
@@ -82,11 +81,7 @@ def main() -> None:
     from common.spark import build_spark
 
     spark = build_spark(load_config("local"))
-    work = Path(tempfile.mkdtemp(prefix="shoplake-clean-bench-"))
-    try:
-        rows = [r for users, days in scales for r in run_scale(spark, users, days, args.runs, args.seed, work)]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = run_scales(spark, run_scale, scales, args, "clean")
     scale_args = " ".join(f"--scale {u}x{d}" for u, d in scales)
     lines = [
         "# Clean benchmark (bronze -> silver) vs a bare read-and-write of the same bronze data",
@@ -107,17 +102,16 @@ def main() -> None:
             f"{r['clean_s']:.1f} | {r['rows_per_s']:,.0f} | {r['ratio']:.1f}x | {r['silver_events']:,} |"
         )
     lines.append("")
-    for users, days in scales:
-        mine = [r for r in rows if (r["users"], r["days"]) == (users, days)]
-        lines.append(
-            f"- users={users:,}, days={days}: median clean {statistics.median(r['clean_s'] for r in mine):.1f} s "
+    lines += per_scale(
+        rows,
+        scales,
+        lambda mine: (
+            f"median clean {statistics.median(r['clean_s'] for r in mine):.1f} s "
             f"({statistics.median(r['rows_per_s'] for r in mine):,.0f} bronze rows/s), median "
             f"{statistics.median(r['ratio'] for r in mine):.1f}x a bare read-and-write"
-        )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        ),
+    )
+    emit(lines, args.out)
     spark.stop()
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import platform
 import shutil
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from benchargs import bench_parser, scales_of
+from benchargs import bench_parser, emit, per_scale, run_scales, scales_of
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,11 +90,7 @@ def main() -> None:
     from common.spark import build_spark
 
     spark = build_spark(load_config("local"))
-    work = Path(tempfile.mkdtemp(prefix="shoplake-ingest-bench-"))
-    try:
-        rows = [r for users, days in scales for r in run_scale(spark, users, days, args.runs, args.seed, work)]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = run_scales(spark, run_scale, scales, args, "ingest")
     lines = [
         "# Ingest benchmark (landing -> bronze, delta-rs store, local[2])",
         "",
@@ -116,16 +111,15 @@ def main() -> None:
             f"{r['rerun_s']:.1f} | {'yes' if r['rerun_only_run_log'] else 'NO'} |"
         )
     lines.append("")
-    for users, days in scales:
-        mine = [r for r in rows if (r["users"], r["days"]) == (users, days)]
-        lines.append(
-            f"- users={users:,}, days={days}: median {statistics.median(r['wall_s'] for r in mine):.1f} s, "
+    lines += per_scale(
+        rows,
+        scales,
+        lambda mine: (
+            f"median {statistics.median(r['wall_s'] for r in mine):.1f} s, "
             f"median {statistics.median(r['records_per_s'] for r in mine):,.0f} records/s"
-        )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        ),
+    )
+    emit(lines, args.out)
     spark.stop()
 
 

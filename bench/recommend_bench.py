@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from benchargs import bench_parser, scales_of
+from benchargs import bench_parser, emit, per_scale, run_scales, scales_of
 
 GROCERIES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "groceries" / "groceries.csv"
 MIN_SUPPORT, MIN_CONFIDENCE = 0.001, 0.5
@@ -159,14 +157,12 @@ def _scale_lines(rows: list[dict], scales: list[tuple[int, int]]) -> list[str]:
             f"{r['itemsets']:,} | {r['rules']:,} |"
         )
     lines.append("")
-    for users, days in scales:
-        mine_ = [r for r in rows if (r["users"], r["days"]) == (users, days)]
-        lines.append(
-            f"- users={users:,}, days={days}: median ALS training {med(r['als_s'] for r in mine_):.1f} s, "
-            f"recommend-for-all {med(r['recommend_s'] for r in mine_):.1f} s, "
-            f"FP-growth {med(r['fp_s'] for r in mine_):.1f} s"
-        )
-    return lines
+
+    def medians(mine: list[dict]) -> str:
+        als, rfa, fp = (med(r[k] for r in mine) for k in ("als_s", "recommend_s", "fp_s"))
+        return f"median ALS training {als:.1f} s, recommend-for-all {rfa:.1f} s, FP-growth {fp:.1f} s"
+
+    return lines + per_scale(rows, scales, medians)
 
 
 def _groceries_lines(groceries: list[dict]) -> list[str]:
@@ -213,12 +209,8 @@ def main() -> None:
 
     cfg = load_config("local")
     spark = build_spark(cfg)
-    work = Path(tempfile.mkdtemp(prefix="shoplake-recommend-bench-"))
-    try:
-        rows = [r for users, days in scales for r in run_scale(spark, users, days, args.runs, args.seed, work)]
-        groceries = run_groceries(spark, args.runs)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = run_scales(spark, run_scale, scales, args, "recommend")
+    groceries = run_groceries(spark, args.runs)
     scale_args = " ".join(f"--scale {u}x{d}" for u, d in scales)
     shuffle = spark.conf.get("spark.sql.shuffle.partitions")
     lines = [
@@ -238,10 +230,7 @@ def main() -> None:
         "",
         *_groceries_lines(groceries),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(lines, args.out)
     spark.stop()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -134,6 +134,16 @@ def _local_dir(reports_dir: str | Path) -> Path:
     return Path(local_path(text))
 
 
+class _Declared(NamedTuple):
+    """A declared check as the gate reports it (a reference is checked through its flag column)."""
+
+    rule_type: str
+    kwargs: dict[str, Any]
+    level: str
+    allowed_share: float
+    reference: ReferenceRule | None
+
+
 def validate_table(
     df: DataFrame,
     rules: TableRules,
@@ -164,94 +174,23 @@ def validate_table(
         The gate; pass it to :func:`enforce`.
     """
     gx = import_gx()
-    from great_expectations.core.run_identifier import RunIdentifier
-
     started = time.perf_counter()
     run_dir = _local_dir(reports_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    # name -> (type, kwargs, level, allowed share, reference or None), in declaration order
-    declared: dict[str, tuple[str, dict[str, Any], str, float, ReferenceRule | None]] = {}
-    expectations = []
-    for rule in rules.expectations:
-        kwargs = rules.resolved_kwargs(rule, params)
-        allowed = rules.allowed_share(rule)
-        expectations.append(gx_expectation(rule, kwargs, allowed))
-        declared[rule.name] = (rule.type, kwargs, rule.level, allowed, None)
-    for ref in rules.references:
-        allowed = rules.allowed_share(ref)
-        checked_by = ExpectationRule(
-            type="expect_column_values_to_be_in_set",
-            kwargs={"column": ref.name, "value_set": [True]},
-            level=ref.level,
-            name=ref.name,
-            notes=ref.notes,
-        )
-        description = f"{ref.name}: {ref.describe(rules.table)}"
-        expectations.append(gx_expectation(checked_by, checked_by.kwargs, allowed, description))
-        declared[ref.name] = ("reference", {**ref.model_dump(), "checked_column": ref.name}, ref.level, allowed, ref)
+    expectations, declared = _build_expectations(rules, params)
 
     prepared = with_reference_checks(df, rules, context).persist()
     try:
         row_count = prepared.count()
         gx_context = new_gx_context(run_dir)
-        # persist=False: GX would otherwise cache the batch and never release it.
-        source = gx_context.data_sources.add_spark(name="shoplake", persist=False)
-        batch = source.add_dataframe_asset(name=rules.table).add_batch_definition_whole_dataframe("candidate")
-        suite = gx_context.suites.add_or_update(gx.ExpectationSuite(name=rules.table, expectations=expectations))
-        definition = gx_context.validation_definitions.add(
-            gx.ValidationDefinition(name=rules.table, data=batch, suite=suite)
-        )
-        result = definition.run(
-            batch_parameters={"dataframe": prepared},
-            result_format="SUMMARY",
-            run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(timezone.utc)),
-        )
+        result = _run_suite(gx, gx_context, rules.table, expectations, prepared, run_id)
         by_name = {res.expectation_config.meta.get("shoplake_name"): res for res in result.results}
-        # GX's partial list for a reference is [False, ...]; the missing keys say more.
-        samples = {
-            ref.name: [r.asDict() for r in prepared.filter(~F.col(ref.name)).select(*ref.columns).limit(5).collect()]
-            for ref in rules.references
-            if (by_name[ref.name].result or {}).get("unexpected_count")
-        }
+        samples = _reference_samples(prepared, rules, by_name)
     finally:
         prepared.unpersist()
 
-    outcomes = []
-    for name, (rule_type, kwargs, level, allowed, ref) in declared.items():
-        res = by_name[name]
-        info = res.result or {}
-        exc = res.exception_info or {}
-        # Map expectations report exceptions per metric; any raised one means "not evaluated".
-        raised = [v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")]
-        if exc.get("raised_exception"):
-            raised.append(exc)
-        error = " ".join(str(raised[0].get("exception_message")).split()) if raised else None
-        element_count = info.get("element_count")
-        checked = None if element_count is None else element_count - (info.get("missing_count") or 0)
-        outcomes.append(
-            ExpectationOutcome(
-                name=name,
-                expectation_type=res.expectation_config.type,
-                kwargs=kwargs,
-                level=level,
-                success=bool(res.success) and error is None,
-                checked=checked,
-                unexpected=info.get("unexpected_count"),
-                allowed_share=allowed,
-                observed_value=info.get("observed_value"),
-                error=error,
-                label=f"{name} ({ref.describe(rules.table)})" if ref else _label(rule_type, kwargs),
-                sample=samples.get(name, []) if ref else list(info.get("partial_unexpected_list") or [])[:5],
-            )
-        )
-
-    docs_path = None
-    try:
-        urls = gx_context.build_data_docs(site_names=["shoplake"])
-        docs_path = local_path(urls["shoplake"])
-    except Exception:  # noqa: BLE001 - the gate's verdict must not depend on HTML rendering
-        log.exception("%s: GX data docs could not be built in %s; the JSON results are kept", rules.table, run_dir)
-
+    outcomes = [_outcome(name, check, by_name[name], rules, samples) for name, check in declared.items()]
+    docs_path = _build_data_docs(gx_context, rules.table, run_dir)
     gate = GateResult(
         table=rules.table,
         run_id=run_id,
@@ -262,17 +201,115 @@ def validate_table(
         report_path=str(run_dir / f"{rules.table}.json"),
         data_docs_path=docs_path,
     )
+    _write_report(gate)
+    return gate
+
+
+def _build_expectations(rules: TableRules, params: Mapping[str, Any] | None) -> tuple[list[Any], dict[str, _Declared]]:
+    """GX expectations for the table's rules, and each check's declaration by name, in declaration order."""
+    declared: dict[str, _Declared] = {}
+    expectations = []
+    for rule in rules.expectations:
+        kwargs = rules.resolved_kwargs(rule, params)
+        allowed = rules.allowed_share(rule)
+        expectations.append(gx_expectation(rule, kwargs, allowed))
+        declared[rule.name] = _Declared(rule.type, kwargs, rule.level, allowed, None)
+    for ref in rules.references:
+        allowed = rules.allowed_share(ref)
+        # with_reference_checks adds a boolean column per reference (True: the referenced row exists).
+        checked_by = ExpectationRule(
+            type="expect_column_values_to_be_in_set",
+            kwargs={"column": ref.name, "value_set": [True]},
+            level=ref.level,
+            name=ref.name,
+            notes=ref.notes,
+        )
+        description = f"{ref.name}: {ref.describe(rules.table)}"
+        expectations.append(gx_expectation(checked_by, checked_by.kwargs, allowed, description))
+        declared[ref.name] = _Declared(
+            "reference", {**ref.model_dump(), "checked_column": ref.name}, ref.level, allowed, ref
+        )
+    return expectations, declared
+
+
+def _run_suite(gx: Any, gx_context: Any, table: str, expectations: list[Any], prepared: DataFrame, run_id: str) -> Any:
+    """GX's validation result of ``expectations`` on ``prepared``, kept in ``gx_context``."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    # persist=False: GX would otherwise cache the batch and never release it.
+    source = gx_context.data_sources.add_spark(name="shoplake", persist=False)
+    batch = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("candidate")
+    suite = gx_context.suites.add_or_update(gx.ExpectationSuite(name=table, expectations=expectations))
+    definition = gx_context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
+    return definition.run(
+        batch_parameters={"dataframe": prepared},
+        result_format="SUMMARY",
+        run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(timezone.utc)),
+    )
+
+
+def _reference_samples(prepared: DataFrame, rules: TableRules, by_name: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The keys of a few rows missing each failed reference, by reference name."""
+    # GX's partial list for a reference is [False, ...]; the missing keys say more.
+    return {
+        ref.name: [r.asDict() for r in prepared.filter(~F.col(ref.name)).select(*ref.columns).limit(5).collect()]
+        for ref in rules.references
+        if (by_name[ref.name].result or {}).get("unexpected_count")
+    }
+
+
+def _outcome(
+    name: str, check: _Declared, res: Any, rules: TableRules, samples: Mapping[str, list[Any]]
+) -> ExpectationOutcome:
+    """GX's result ``res`` for the check declared as ``name``, as the gate reports it."""
+    rule_type, kwargs, level, allowed, ref = check
+    info = res.result or {}
+    exc = res.exception_info or {}
+    # Map expectations report exceptions per metric; any raised one means "not evaluated".
+    raised = [v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")]
+    if exc.get("raised_exception"):
+        raised.append(exc)
+    error = " ".join(str(raised[0].get("exception_message")).split()) if raised else None
+    element_count = info.get("element_count")
+    checked = None if element_count is None else element_count - (info.get("missing_count") or 0)
+    return ExpectationOutcome(
+        name=name,
+        expectation_type=res.expectation_config.type,
+        kwargs=kwargs,
+        level=level,
+        success=bool(res.success) and error is None,
+        checked=checked,
+        unexpected=info.get("unexpected_count"),
+        allowed_share=allowed,
+        observed_value=info.get("observed_value"),
+        error=error,
+        label=f"{name} ({ref.describe(rules.table)})" if ref else _label(rule_type, kwargs),
+        sample=samples.get(name, []) if ref else list(info.get("partial_unexpected_list") or [])[:5],
+    )
+
+
+def _build_data_docs(gx_context: Any, table: str, run_dir: Path) -> str | None:
+    """The path of the run's GX data docs, or None when they could not be built."""
+    try:
+        urls = gx_context.build_data_docs(site_names=["shoplake"])
+        return local_path(urls["shoplake"])
+    except Exception:  # noqa: BLE001 - the gate's verdict must not depend on HTML rendering
+        log.exception("%s: GX data docs could not be built in %s; the JSON results are kept", table, run_dir)
+        return None
+
+
+def _write_report(gate: GateResult) -> None:
+    """Keep the gate as JSON at ``gate.report_path`` and log its verdict."""
     Path(gate.report_path).write_text(json.dumps(gate.to_dict(), indent=1, default=_fmt) + "\n", encoding="utf-8")
     log.info(
         "%s: quality gate %s: %d expectations on %d rows in %.1f s (%s)",
-        rules.table,
+        gate.table,
         "passed" if gate.success else "FAILED",
-        len(outcomes),
-        row_count,
+        len(gate.outcomes),
+        gate.row_count,
         gate.seconds,
         gate.report_path,
     )
-    return gate
 
 
 def enforce(result: GateResult) -> None:

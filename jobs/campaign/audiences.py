@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 
 from common import export
 from common.asof import day_end, on_or_before
-from common.config import ShopLakeConfig
+from common.config import CartAbandonConfig, ShopLakeConfig
 from common.delta import DeltaStore
 from common.errors import ConfigError
 from common.paths import is_local, local_path
@@ -196,6 +196,11 @@ def selection_condition(sel: Selection, clv_threshold: float | None) -> Column:
 
 
 # ============================================================================ audiences
+_PROFILE_COLUMNS = [
+    "user_key", "marketing_consent", "recency_days", "frequency", "monetary", "rfm_segment", "lifecycle_stage", "tags",
+]  # fmt: skip
+
+
 def build_audiences(
     spark: SparkSession, store: DeltaStore, cfg: ShopLakeConfig, as_of: date, definitions: list[CampaignDefinition]
 ) -> tuple[DataFrame, dict[str, Any]]:
@@ -203,11 +208,7 @@ def build_audiences(
     ccfg = cfg.campaign
     facts: dict[str, Any] = {"campaigns": {}}
     empty = spark.createDataFrame([], GOLD_AUDIENCES.schema).drop("as_of")
-    profiles = read_as_of(
-        store, GOLD_PROFILES, as_of,
-        ["user_key", "marketing_consent", "recency_days", "frequency", "monetary", "rfm_segment", "lifecycle_stage",
-         "tags"],
-    )  # fmt: skip
+    profiles = read_as_of(store, GOLD_PROFILES, as_of, _PROFILE_COLUMNS)
     if profiles is None:
         reason = f"gold.profiles has no rows for {as_of}"
         log.warning("campaign: no audiences: %s", reason)
@@ -220,6 +221,39 @@ def build_audiences(
     facts["consenting"] = base.count()
     facts["excluded_without_consent"] = facts["profiles"] - facts["consenting"]
 
+    available = _read_selection_inputs(store, as_of, ccfg.cart_abandon)
+    base = _with_selection_attributes(base, available, ccfg.top_recommendations).persist()
+    abandoned = available[SILVER_EVENTS.name]
+    facts["cart_abandoners"] = int(base.where(F.size("abandoned_items") > 0).count()) if abandoned is not None else 0
+
+    members = _campaign_members(base, definitions, available, ccfg.control_share, as_of, facts["campaigns"])
+    if not members:
+        base.unpersist()
+        return empty, facts
+
+    selected = members[0]
+    for m in members[1:]:
+        selected = selected.unionByName(m)
+    selected = selected.persist()
+    # The cap runs before the hold-out so that treatment and control come from the same capped people.
+    recent = _recent_touch_counts(spark, store, as_of, ccfg.frequency_cap.period_days)
+    audiences = (
+        selected.transform(with_frequency_cap(recent, ccfg.frequency_cap.max_touches))
+        .transform(with_assignment(F.col("_control_share")))
+        .drop("_control_share")
+        .persist()
+    )
+    _record_group_sizes(facts["campaigns"], selected, audiences)
+    selected.unpersist()
+    base.unpersist()
+    return audiences, facts
+
+
+def _read_selection_inputs(
+    store: DeltaStore, as_of: date, cart_abandon: CartAbandonConfig
+) -> dict[str, DataFrame | None]:
+    """The optional inputs of selection criteria by table name (None when a table has no rows
+    for ``as_of``); silver.events stands for its cart abandoners."""
     available: dict[str, DataFrame | None] = {
         GOLD_SEGMENTS.name: read_as_of(store, GOLD_SEGMENTS, as_of, ["user_key", "segment_name"]),
         GOLD_CHURN_SCORES.name: read_as_of(store, GOLD_CHURN_SCORES, as_of, ["user_key", "probability", "risk_tier"]),
@@ -229,103 +263,122 @@ def build_audiences(
     abandoned = None
     if store.exists(SILVER_EVENTS):
         abandoned = cart_abandoners(
-            store.read(SILVER_EVENTS), as_of, ccfg.cart_abandon.hours, ccfg.cart_abandon.lookback_days,
-            ccfg.cart_abandon.max_items,
-        )  # fmt: skip
+            store.read(SILVER_EVENTS), as_of, cart_abandon.hours, cart_abandon.lookback_days, cart_abandon.max_items
+        )
     available[SILVER_EVENTS.name] = abandoned
+    return available
 
-    def attach(df: DataFrame, extra: DataFrame | None, columns: dict[str, T.DataType]) -> DataFrame:
-        if extra is None:
-            return df.select("*", *[F.lit(None).cast(t).alias(c) for c, t in columns.items()])
-        return df.join(extra.select("user_key", *columns), "user_key", "left")
 
-    base = attach(base, available[GOLD_SEGMENTS.name], {"segment_name": T.StringType()})
+def _attach(df: DataFrame, extra: DataFrame | None, columns: dict[str, T.DataType]) -> DataFrame:
+    """``df`` with ``columns`` of ``extra`` by user_key; typed nulls when ``extra`` is None."""
+    if extra is None:
+        return df.select("*", *[F.lit(None).cast(t).alias(c) for c, t in columns.items()])
+    return df.join(extra.select("user_key", *columns), "user_key", "left")
+
+
+def _with_selection_attributes(base: DataFrame, available: dict[str, DataFrame | None], top_n: int) -> DataFrame:
+    """``base`` with every column a criterion may test, whether or not its table has rows for
+    the date, so that every campaign selects from one schema; item lists are never null."""
+    base = _attach(base, available[GOLD_SEGMENTS.name], {"segment_name": T.StringType()})
     churn = available[GOLD_CHURN_SCORES.name]
     churn = churn.withColumnRenamed("probability", "churn_probability") if churn is not None else None
-    base = attach(base, churn, {"churn_probability": T.DoubleType(), "risk_tier": T.StringType()})
-    base = attach(base, available[GOLD_CLV.name], {"clv": T.DoubleType()})
+    base = _attach(base, churn, {"churn_probability": T.DoubleType(), "risk_tier": T.StringType()})
+    base = _attach(base, available[GOLD_CLV.name], {"clv": T.DoubleType()})
     recs = available[GOLD_RECOMMENDATIONS.name]
-    recs = top_recommendations(recs, ccfg.top_recommendations) if recs is not None else None
-    base = attach(base, recs, {"recommended_items": T.ArrayType(T.StringType())})
-    base = attach(base, abandoned, {"abandoned_items": T.ArrayType(T.StringType())})
+    recs = top_recommendations(recs, top_n) if recs is not None else None
+    base = _attach(base, recs, {"recommended_items": T.ArrayType(T.StringType())})
+    base = _attach(base, available[SILVER_EVENTS.name], {"abandoned_items": T.ArrayType(T.StringType())})
     no_items = F.array().cast("array<string>")
-    base = base.withColumn("recommended_items", F.coalesce("recommended_items", no_items)).withColumn(
+    return base.withColumn("recommended_items", F.coalesce("recommended_items", no_items)).withColumn(
         "abandoned_items", F.coalesce("abandoned_items", no_items)
     )
-    base = base.persist()
-    facts["cart_abandoners"] = int(base.where(F.size("abandoned_items") > 0).count()) if abandoned is not None else 0
 
-    clv_all = available[GOLD_CLV.name]
+
+def _campaign_members(
+    base: DataFrame,
+    definitions: list[CampaignDefinition],
+    available: dict[str, DataFrame | None],
+    default_share: float,
+    as_of: date,
+    campaign_facts: dict[str, Any],
+) -> list[DataFrame]:
+    """Each campaign's selected people, before the cap and the hold-out, in priority order
+    (the order of ``definitions``). A campaign whose inputs have no rows for the date is
+    skipped; ``campaign_facts`` records per campaign whether it was built or why not."""
     members: list[DataFrame] = []
     for priority, d in enumerate(definitions, start=1):
         missing = [t for t in required_inputs(d) if available.get(t) is None]
         if missing:
             reason = f"needs {', '.join(missing)}, which has no rows for {as_of}"
             log.warning("campaign %s skipped: %s", d.id, reason)
-            facts["campaigns"][d.id] = {"status": "skipped", "reason": reason}
+            campaign_facts[d.id] = {"status": "skipped", "reason": reason}
             continue
-        threshold = None
-        if d.select.clv_top_share is not None:
-            threshold = clv_all.agg(F.expr(f"percentile(clv, {1 - d.select.clv_top_share})")).first()[0]
-        share = d.control_share if d.control_share is not None else ccfg.control_share
-        selected = base.where(selection_condition(d.select, threshold)).select(
-            F.lit(d.id).alias("campaign_id"),
-            "user_key",
-            F.lit(d.name).alias("campaign_name"),
-            F.lit(d.playbook).alias("playbook"),
-            F.lit(d.channel).alias("channel"),
-            F.lit(d.offer).cast("string").alias("offer"),
-            F.lit(priority).alias("priority"),
-            F.lit(share).alias("_control_share"),
-            "lifecycle_stage",
-            "segment_name",
-            "risk_tier",
-            "churn_probability",
-            "clv",
-            "recommended_items",
-            "abandoned_items",
-        )
-        members.append(selected)
-        facts["campaigns"][d.id] = {"status": "built", "control_share": share}
-    if not members:
-        base.unpersist()
-        return empty, facts
+        threshold = _clv_threshold(available[GOLD_CLV.name], d.select.clv_top_share)
+        share = d.control_share if d.control_share is not None else default_share
+        selected = base.where(selection_condition(d.select, threshold))
+        members.append(_membership_rows(selected, d, priority, share))
+        campaign_facts[d.id] = {"status": "built", "control_share": share}
+    return members
 
-    selected = members[0]
-    for m in members[1:]:
-        selected = selected.unionByName(m)
-    selected = selected.persist()
+
+def _clv_threshold(clv: DataFrame | None, top_share: float | None) -> float | None:
+    """The CLV at which the top ``top_share`` of customers starts (None when not asked for)."""
+    if top_share is None:
+        return None
+    return clv.agg(F.expr(f"percentile(clv, {1 - top_share})")).first()[0]
+
+
+def _membership_rows(selected: DataFrame, d: CampaignDefinition, priority: int, share: float) -> DataFrame:
+    """GOLD_AUDIENCES columns but assignment and as_of, plus the campaign's priority (for the
+    cap) and its ``_control_share`` (for the hold-out)."""
+    return selected.select(
+        F.lit(d.id).alias("campaign_id"),
+        "user_key",
+        F.lit(d.name).alias("campaign_name"),
+        F.lit(d.playbook).alias("playbook"),
+        F.lit(d.channel).alias("channel"),
+        F.lit(d.offer).cast("string").alias("offer"),
+        F.lit(priority).alias("priority"),
+        F.lit(share).alias("_control_share"),
+        "lifecycle_stage",
+        "segment_name",
+        "risk_tier",
+        "churn_probability",
+        "clv",
+        "recommended_items",
+        "abandoned_items",
+    )
+
+
+def _recent_touch_counts(spark: SparkSession, store: DeltaStore, as_of: date, period_days: int) -> DataFrame:
+    """(user_key, touches): messages sent in the ``period_days`` up to the end of the as-of day."""
+    if not store.exists(SILVER_CAMPAIGN_TOUCHES):
+        return spark.createDataFrame([], "user_key string, touches long")
     end = day_end(as_of).replace(tzinfo=None)
-    recent = (
+    return (
         store.read(SILVER_CAMPAIGN_TOUCHES)
         .where(
             (F.col("sent_at") < F.lit(end))
-            & (F.col("sent_at") >= F.lit(end - timedelta(days=ccfg.frequency_cap.period_days)))
+            & (F.col("sent_at") >= F.lit(end - timedelta(days=period_days)))
             & was_sent()
         )
         .groupBy("user_key")
         .agg(F.count("*").alias("touches"))
-        if store.exists(SILVER_CAMPAIGN_TOUCHES)
-        else spark.createDataFrame([], "user_key string, touches long")
     )
-    audiences = (
-        selected.transform(with_frequency_cap(recent, ccfg.frequency_cap.max_touches))
-        .transform(with_assignment(F.col("_control_share")))
-        .drop("_control_share")
-        .persist()
-    )
+
+
+def _record_group_sizes(campaign_facts: dict[str, Any], selected: DataFrame, audiences: DataFrame) -> None:
+    """Add to each built campaign's facts how many people were selected, removed by the
+    frequency cap, and assigned to treatment and to control."""
     before = {r.campaign_id: r["count"] for r in selected.groupBy("campaign_id").count().collect()}
     counts = audiences.groupBy("campaign_id", "assignment").count().collect()
     after = {(r.campaign_id, r.assignment): r["count"] for r in counts}
-    for cid, info in facts["campaigns"].items():
+    for cid, info in campaign_facts.items():
         if info["status"] != "built":
             continue
         treat, ctrl = after.get((cid, "treatment"), 0), after.get((cid, "control"), 0)
         chosen = before.get(cid, 0)
         info.update(selected=chosen, capped=chosen - treat - ctrl, treatment=treat, control=ctrl)
-    selected.unpersist()
-    base.unpersist()
-    return audiences, facts
 
 
 def audience_export(audiences: DataFrame, quasi_identifiers: list[str], k: int) -> DataFrame:

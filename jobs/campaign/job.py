@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 
 
 # ============================================================================ job
+# Tables whose versions the run log records as read.
+_INPUTS = (
+    GOLD_PROFILES, GOLD_SEGMENTS, GOLD_CHURN_SCORES, GOLD_CLV, GOLD_RECOMMENDATIONS, SILVER_CUSTOMERS, SILVER_EVENTS,
+    SILVER_ORDERS, SILVER_CAMPAIGN_TOUCHES,
+)  # fmt: skip
+
+
 def run(
     spark: SparkSession,
     cfg: ShopLakeConfig,
@@ -52,25 +60,18 @@ def run(
     definitions = load_definitions(cfg)
     as_of = resolve_as_of(store, cfg)
     result = JobResult("campaign", run_id)
-    inputs = (GOLD_PROFILES, GOLD_SEGMENTS, GOLD_CHURN_SCORES, GOLD_CLV, GOLD_RECOMMENDATIONS, SILVER_CUSTOMERS,
-              SILVER_EVENTS, SILVER_ORDERS, SILVER_CAMPAIGN_TOUCHES)  # fmt: skip
-    result.inputs = {s.name: store.version(s) for s in inputs if store.exists(s)}
+    result.inputs = {s.name: store.version(s) for s in _INPUTS if store.exists(s)}
 
     # -- audiences and exports
     audiences, facts = build_audiences(spark, store, cfg, as_of, definitions)
     result.outputs[GOLD_AUDIENCES.name] = publish_as_of(store, GOLD_AUDIENCES, audiences, as_of)
     qi, k = list(ccfg.export.quasi_identifiers), ccfg.export.k_anonymity
     exported = audience_export(audiences, qi, k).persist()
-    before = export.k_anonymity(audiences.where(F.col("assignment") == "treatment"), ["campaign_id", *qi], k)
-    facts["k_anonymity"] = {**export.k_anonymity(exported, ["campaign_id", *qi], k), "before_suppression": before}
+    facts["k_anonymity"] = _k_anonymity_facts(audiences, exported, qi, k)
     if "delta" in ccfg.export.formats:
         result.outputs[GOLD_AUDIENCE_EXPORT.name] = publish_as_of(store, GOLD_AUDIENCE_EXPORT, exported, as_of)
     if "csv" in ccfg.export.formats:
-        facts["csv_exports"] = {}
-        for cid, info in facts["campaigns"].items():
-            if info["status"] == "built":
-                path = export.write_csv(exported.where(F.col("campaign_id") == cid), export_csv_path(cfg, as_of, cid))
-                facts["csv_exports"][cid] = path
+        facts["csv_exports"] = _write_csv_exports(cfg, as_of, exported, facts["campaigns"])
     exported.unpersist()
     audiences.unpersist()
 
@@ -79,37 +80,85 @@ def run(
     ab_rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     if store.exists(SILVER_CAMPAIGN_TOUCHES):
-        touches = up_to(store.read(SILVER_CAMPAIGN_TOUCHES), "sent_at", as_of).where(F.col("user_key").isNotNull())
-        # Paid as of the day: an order refunded or cancelled after it still counts then.
-        orders = (
-            store.read(SILVER_ORDERS)
-            .transform(common_orders.orders_as_of(as_of))
-            .where(F.col("status") == "paid")
-            .withColumn("revenue", F.col("total_amount").cast("double"))
-        )
-        segments = read_as_of(store, GOLD_SEGMENTS, as_of, ["user_key", "segment_name"])
-        attributed = attributed_touches(
-            touches, orders, ccfg.attribution_window_hours, ccfg.repeat_window_days, segments
-        ).persist()
+        attributed = _attributed_touches_as_of(store, ccfg, as_of).persist()
         kpi_df = campaign_kpis(attributed)
         result.outputs[GOLD_CAMPAIGN_KPIS.name] = publish_as_of(store, GOLD_CAMPAIGN_KPIS, kpi_df, as_of)
-        shown = kpi_df.where("dimension != 'segment'").orderBy("campaign_id", "dimension", "dimension_value")
-        kpi_rows = [r.asDict() for r in shown.collect()]
+        kpi_rows = _report_kpi_rows(kpi_df)
         ab_rows, warnings = ab_results(attributed, ccfg.ab)
         attributed.unpersist()
     else:
         log.warning("campaign: %s does not exist: no effect evaluation", SILVER_CAMPAIGN_TOUCHES.name)
-    ab_schema = T.StructType([f for f in GOLD_AB_RESULTS.schema.fields if f.name != "as_of"])
-    ab_df = spark.createDataFrame([tuple(r[f.name] for f in ab_schema.fields) for r in ab_rows], ab_schema)
+    ab_df = _ab_results_frame(spark, ab_rows)
     result.outputs[GOLD_AB_RESULTS.name] = publish_as_of(store, GOLD_AB_RESULTS, ab_df, as_of)
     for w in warnings:
         log.warning("campaign: %s", w)
 
+    # -- report and run log
     report = write_report(cfg, as_of, facts, kpi_rows, ab_rows, warnings)
+    result.row_counts.update(_published_row_counts(store, as_of, result.outputs))
+    result.metrics = _run_metrics(as_of, facts, ab_rows, warnings, report)
+    result.summary = _summary(result.metrics, len(definitions), result.row_counts.get(GOLD_AUDIENCES.name, 0))
+    return result
+
+
+def _k_anonymity_facts(audiences: DataFrame, exported: DataFrame, qi: list[str], k: int) -> dict[str, Any]:
+    """k-anonymity of the export per campaign, and of the treatment recipients before
+    suppression (what suppression had to withhold)."""
+    before = export.k_anonymity(audiences.where(F.col("assignment") == "treatment"), ["campaign_id", *qi], k)
+    return {**export.k_anonymity(exported, ["campaign_id", *qi], k), "before_suppression": before}
+
+
+def _write_csv_exports(
+    cfg: ShopLakeConfig, as_of: date, exported: DataFrame, campaign_facts: dict[str, Any]
+) -> dict[str, str]:
+    """One CSV per built campaign; returns the paths by campaign id."""
+    paths = {}
+    for cid, info in campaign_facts.items():
+        if info["status"] == "built":
+            paths[cid] = export.write_csv(exported.where(F.col("campaign_id") == cid), export_csv_path(cfg, as_of, cid))
+    return paths
+
+
+def _attributed_touches_as_of(store: DeltaStore, ccfg: CampaignConfig, as_of: date) -> DataFrame:
+    """Touches sent up to the as-of day with the paid orders attributed to them and the segment."""
+    touches = up_to(store.read(SILVER_CAMPAIGN_TOUCHES), "sent_at", as_of).where(F.col("user_key").isNotNull())
+    # Paid as of the day: an order refunded or cancelled after it still counts then.
+    orders = (
+        store.read(SILVER_ORDERS)
+        .transform(common_orders.orders_as_of(as_of))
+        .where(F.col("status") == "paid")
+        .withColumn("revenue", F.col("total_amount").cast("double"))
+    )
+    segments = read_as_of(store, GOLD_SEGMENTS, as_of, ["user_key", "segment_name"])
+    return attributed_touches(touches, orders, ccfg.attribution_window_hours, ccfg.repeat_window_days, segments)
+
+
+def _report_kpi_rows(kpi_df: DataFrame) -> list[dict[str, Any]]:
+    """The KPI rows the report shows (all but the per-segment ones), in a stable order."""
+    shown = kpi_df.where("dimension != 'segment'").orderBy("campaign_id", "dimension", "dimension_value")
+    return [r.asDict() for r in shown.collect()]
+
+
+def _ab_results_frame(spark: SparkSession, ab_rows: list[dict[str, Any]]) -> DataFrame:
+    """``ab_rows`` as a DataFrame of GOLD_AB_RESULTS columns but as_of (typed even when empty)."""
+    ab_schema = T.StructType([f for f in GOLD_AB_RESULTS.schema.fields if f.name != "as_of"])
+    return spark.createDataFrame([tuple(r[f.name] for f in ab_schema.fields) for r in ab_rows], ab_schema)
+
+
+def _published_row_counts(store: DeltaStore, as_of: date, outputs: dict[str, int]) -> dict[str, int]:
+    """Rows now stored for the as-of date in each table this run published."""
+    counts = {}
     for spec in (GOLD_AUDIENCES, GOLD_AUDIENCE_EXPORT, GOLD_CAMPAIGN_KPIS, GOLD_AB_RESULTS):
-        if spec.name in result.outputs:
-            result.row_counts[spec.name] = store.read(spec).where(F.col("as_of") == F.lit(as_of)).count()
-    result.metrics = {
+        if spec.name in outputs:
+            counts[spec.name] = store.read(spec).where(F.col("as_of") == F.lit(as_of)).count()
+    return counts
+
+
+def _run_metrics(
+    as_of: date, facts: dict[str, Any], ab_rows: list[dict[str, Any]], warnings: list[str], report: str
+) -> dict[str, Any]:
+    """The run log's metrics: the audience facts, the tests run and which were significant."""
+    return {
         "as_of": as_of.isoformat(),
         **facts,
         "ab_tests": len(ab_rows),
@@ -121,10 +170,13 @@ def run(
         "warnings": warnings,
         "report": report,
     }
-    built = [c for c, i in facts["campaigns"].items() if i["status"] == "built"]
-    result.summary = (
-        f"as of {as_of}: {len(built)}/{len(definitions)} campaigns built "
-        f"({result.row_counts.get(GOLD_AUDIENCES.name, 0)} audience rows), {len(ab_rows)} tests, "
-        f"{len(result.metrics['significant'])} significant; report {report}"
+
+
+def _summary(metrics: dict[str, Any], n_definitions: int, audience_rows: int) -> str:
+    """The line the CLI prints, from the run's metrics."""
+    built = [c for c, i in metrics["campaigns"].items() if i["status"] == "built"]
+    return (
+        f"as of {metrics['as_of']}: {len(built)}/{n_definitions} campaigns built "
+        f"({audience_rows} audience rows), {metrics['ab_tests']} tests, "
+        f"{len(metrics['significant'])} significant; report {metrics['report']}"
     )
-    return result

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from common import charts, html, markdown
+from common import charts, markdown, templating
 from common.artifacts import report_path
 from common.config import ShopLakeConfig
 
@@ -102,12 +102,18 @@ def write_report(cfg: ShopLakeConfig, as_of: date, facts: dict[str, Any], kpi_ro
             continue
         image = charts.png(fig, report_path(cfg, "campaign", f"{stem}_{chart_id}.png"))
         md += [f"![{chart_id}]({image.name})", ""]
-        drawn.append(html.chart(chart_id, "", fig))
+        drawn.append(templating.chart(chart_id, "", fig))
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     path = report_path(cfg, "campaign", f"{stem}.md")
     Path(path).write_text("\n".join(md), encoding="utf-8")
-    page = html.render("jobs.campaign/campaign_report.html.j2", as_of=as_of.isoformat(), guard=guard, tables=tables,
-                       charts=drawn, warnings=warnings)  # fmt: skip
+    page = templating.render(
+        "jobs.campaign/campaign_report.html.j2",
+        as_of=as_of.isoformat(),
+        guard=guard,
+        tables=tables,
+        charts=drawn,
+        warnings=warnings,
+    )
     Path(path).with_suffix(".html").write_text(page, encoding="utf-8")
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
 from common import stats
@@ -146,7 +146,33 @@ def comparison_pairs(variants: list[str]) -> list[tuple[str, str]]:
 
 def ab_results(touches: DataFrame, ab: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """Tests of every pair of every campaign; returns rows for gold.ab_results and warnings."""
-    groups = {
+    groups = _variant_stats(touches)
+    rows, warnings = [], []
+    for cid in sorted({c for c, _ in groups}):
+        variants = [v for c, v in groups if c == cid]
+        pairs = comparison_pairs(variants)
+        need_boot = {v for p in pairs for v in p if groups[(cid, v)].n <= ab.bootstrap_max_recipients}
+        samples = _revenue_samples(touches, cid, need_boot) if need_boot else {}
+        for treat, ref in pairs:
+            g_t, g_c = groups[(cid, treat)], groups[(cid, ref)]
+            if g_t.n < 2 or g_c.n < 2:
+                warnings.append(f"{cid} {treat} vs {ref}: too few recipients ({g_t.n}/{g_c.n}) to test")
+                continue
+            common = {"campaign_id": cid, "treatment": treat, "reference": ref, "n_treatment": g_t.n,
+                      "n_reference": g_c.n}  # fmt: skip
+            conversion = _conversion_rate_test(g_t, g_c, ab)
+            if conversion["warning"]:
+                warnings.append(f"{cid} {treat} vs {ref} conversion_rate: {conversion['warning']}")
+            rows.append({**common, **conversion})
+            revenue = _revenue_per_recipient_test(g_t, g_c, samples.get(treat), samples.get(ref), ab)
+            rows.append({**common, **revenue})
+    return rows, warnings
+
+
+def _variant_stats(touches: DataFrame) -> dict[tuple[str, str], Row]:
+    """Per (campaign, variant): recipients ``n``, conversions ``x``, and the ``mean`` and
+    ``var`` of revenue per recipient; all the tests need of a group."""
+    return {
         (r.campaign_id, r.variant): r
         for r in touches.groupBy("campaign_id", "variant")
         .agg(
@@ -157,95 +183,89 @@ def ab_results(touches: DataFrame, ab: Any) -> tuple[list[dict[str, Any]], list[
         )
         .collect()
     }
-    rows, warnings = [], []
-    for cid in sorted({c for c, _ in groups}):
-        variants = [v for c, v in groups if c == cid]
-        pairs = comparison_pairs(variants)
-        samples: dict[str, list[float]] = {}
-        need_boot = {v for p in pairs for v in p if groups[(cid, v)].n <= ab.bootstrap_max_recipients}
-        if need_boot:
-            for r in (
-                touches.where((F.col("campaign_id") == cid) & F.col("variant").isin(sorted(need_boot)))
-                .select("variant", "touch_id", "revenue")
-                .orderBy("variant", "touch_id")
-                .collect()
-            ):
-                samples.setdefault(r.variant, []).append(float(r.revenue))
-        for treat, ref in pairs:
-            g_t, g_c = groups[(cid, treat)], groups[(cid, ref)]
-            if g_t.n < 2 or g_c.n < 2:
-                warnings.append(f"{cid} {treat} vs {ref}: too few recipients ({g_t.n}/{g_c.n}) to test")
-                continue
-            common = {"campaign_id": cid, "treatment": treat, "reference": ref, "n_treatment": g_t.n,
-                      "n_reference": g_c.n}  # fmt: skip
-            # Conversion rate: z-test, Newcombe interval (holds its coverage with few conversions).
-            z = stats.two_proportion_ztest(g_t.x, g_t.n, g_c.x, g_c.n, ab.alpha, interval="newcombe")
-            up = stats.relative_uplift(g_t.x, g_t.n, g_c.x, g_c.n, ab.alpha)
-            p_base = g_c.x / g_c.n
-            if 0 < p_base < 1:
-                mde = stats.mde_two_proportions(p_base, g_t.n, g_c.n, ab.alpha, ab.power)
-                target = min(p_base * (1 + ab.min_relative_effect), 0.999999)
-                power = stats.power_two_proportions(p_base, target, g_t.n, g_c.n, ab.alpha)
-            else:
-                mde = power = None
-            warn = stats.underpowered_warning(p_base, g_t.n, g_c.n, ab.min_relative_effect, ab.alpha, ab.power)
-            if warn:
-                warnings.append(f"{cid} {treat} vs {ref} conversion_rate: {warn}")
-            rows.append(
-                {
-                    **common,
-                    "metric": "conversion_rate",
-                    "test": "two_proportion_z",
-                    "value_treatment": z.estimate_t,
-                    "value_reference": z.estimate_c,
-                    "diff": z.diff,
-                    "ci_low": z.ci_low,
-                    "ci_high": z.ci_high,
-                    "p_value": z.p_value,
-                    "significant": z.p_value < ab.alpha,
-                    "relative_uplift": up.relative,
-                    "uplift_ci_low": up.ci_low,
-                    "uplift_ci_high": up.ci_high,
-                    "bootstrap_ci_low": None,
-                    "bootstrap_ci_high": None,
-                    "mde": mde,
-                    "power": power,
-                    "underpowered": warn is not None,
-                    "warning": warn,
-                }  # fmt: skip
-            )
-            # Revenue per recipient: Welch's t, plus a seeded bootstrap when the samples are small enough.
-            w = stats.welch_ttest_from_stats(g_t.mean, g_t.var or 0.0, g_t.n, g_c.mean, g_c.var or 0.0, g_c.n, ab.alpha)
-            boot_low = boot_high = None
-            if treat in samples and ref in samples:
-                _, boot_low, boot_high = stats.bootstrap_mean_diff(
-                    samples[treat], samples[ref], ab.bootstrap_resamples, ab.bootstrap_seed, ab.alpha
-                )
-            sd = math.sqrt(((g_t.var or 0.0) + (g_c.var or 0.0)) / 2)
-            mde_rev = stats.mde_two_means(sd, g_t.n, g_c.n, ab.alpha, ab.power)
-            rel = w.diff / w.estimate_c if w.estimate_c else None
-            p_value = None if math.isnan(w.p_value) else w.p_value
-            rows.append(
-                {
-                    **common,
-                    "metric": "revenue_per_recipient",
-                    "test": "welch_t",
-                    "value_treatment": w.estimate_t,
-                    "value_reference": w.estimate_c,
-                    "diff": w.diff,
-                    "ci_low": w.ci_low,
-                    "ci_high": w.ci_high,
-                    "p_value": p_value,
-                    "significant": p_value is not None and p_value < ab.alpha,
-                    "relative_uplift": rel,
-                    "uplift_ci_low": None,
-                    "uplift_ci_high": None,
-                    "bootstrap_ci_low": boot_low,
-                    "bootstrap_ci_high": boot_high,
-                    "mde": mde_rev,
-                    "power": None,
-                    "underpowered": False,
-                    "warning": None,
-                }  # fmt: skip
-            )
-    return rows, warnings
+
+
+def _revenue_samples(touches: DataFrame, campaign_id: str, variants: set[str]) -> dict[str, list[float]]:
+    """Revenue per recipient of each of ``variants`` of a campaign, in touch order (so that the
+    seeded bootstrap resamples the same lists every run)."""
+    samples: dict[str, list[float]] = {}
+    for r in (
+        touches.where((F.col("campaign_id") == campaign_id) & F.col("variant").isin(sorted(variants)))
+        .select("variant", "touch_id", "revenue")
+        .orderBy("variant", "touch_id")
+        .collect()
+    ):
+        samples.setdefault(r.variant, []).append(float(r.revenue))
+    return samples
+
+
+def _conversion_rate_test(g_t: Row, g_c: Row, ab: Any) -> dict[str, Any]:
+    """The conversion_rate row but the pair's columns: z-test with a Newcombe interval (holds its
+    coverage with few conversions), relative uplift, MDE and power at the baseline rate."""
+    z = stats.two_proportion_ztest(g_t.x, g_t.n, g_c.x, g_c.n, ab.alpha, interval="newcombe")
+    up = stats.relative_uplift(g_t.x, g_t.n, g_c.x, g_c.n, ab.alpha)
+    p_base = g_c.x / g_c.n
+    if 0 < p_base < 1:
+        mde = stats.mde_two_proportions(p_base, g_t.n, g_c.n, ab.alpha, ab.power)
+        target = min(p_base * (1 + ab.min_relative_effect), 0.999999)
+        power = stats.power_two_proportions(p_base, target, g_t.n, g_c.n, ab.alpha)
+    else:
+        mde = power = None
+    warn = stats.underpowered_warning(p_base, g_t.n, g_c.n, ab.min_relative_effect, ab.alpha, ab.power)
+    return {
+        "metric": "conversion_rate",
+        "test": "two_proportion_z",
+        "value_treatment": z.estimate_t,
+        "value_reference": z.estimate_c,
+        "diff": z.diff,
+        "ci_low": z.ci_low,
+        "ci_high": z.ci_high,
+        "p_value": z.p_value,
+        "significant": z.p_value < ab.alpha,
+        "relative_uplift": up.relative,
+        "uplift_ci_low": up.ci_low,
+        "uplift_ci_high": up.ci_high,
+        "bootstrap_ci_low": None,
+        "bootstrap_ci_high": None,
+        "mde": mde,
+        "power": power,
+        "underpowered": warn is not None,
+        "warning": warn,
+    }  # fmt: skip
+
+
+def _revenue_per_recipient_test(
+    g_t: Row, g_c: Row, sample_t: list[float] | None, sample_c: list[float] | None, ab: Any
+) -> dict[str, Any]:
+    """The revenue_per_recipient row but the pair's columns: Welch's t, plus a seeded bootstrap
+    interval when both samples were collected (small enough groups)."""
+    w = stats.welch_ttest_from_stats(g_t.mean, g_t.var or 0.0, g_t.n, g_c.mean, g_c.var or 0.0, g_c.n, ab.alpha)
+    boot_low = boot_high = None
+    if sample_t is not None and sample_c is not None:
+        _, boot_low, boot_high = stats.bootstrap_mean_diff(
+            sample_t, sample_c, ab.bootstrap_resamples, ab.bootstrap_seed, ab.alpha
+        )
+    sd = math.sqrt(((g_t.var or 0.0) + (g_c.var or 0.0)) / 2)
+    mde_rev = stats.mde_two_means(sd, g_t.n, g_c.n, ab.alpha, ab.power)
+    rel = w.diff / w.estimate_c if w.estimate_c else None
+    p_value = None if math.isnan(w.p_value) else w.p_value
+    return {
+        "metric": "revenue_per_recipient",
+        "test": "welch_t",
+        "value_treatment": w.estimate_t,
+        "value_reference": w.estimate_c,
+        "diff": w.diff,
+        "ci_low": w.ci_low,
+        "ci_high": w.ci_high,
+        "p_value": p_value,
+        "significant": p_value is not None and p_value < ab.alpha,
+        "relative_uplift": rel,
+        "uplift_ci_low": None,
+        "uplift_ci_high": None,
+        "bootstrap_ci_low": boot_low,
+        "bootstrap_ci_high": boot_high,
+        "mde": mde_rev,
+        "power": None,
+        "underpowered": False,
+        "warning": None,
+    }  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 from markupsafe import Markup
 from pyspark.sql import SparkSession
 
-from common import html
+from common import templating
 from common.charts import figure
 from common.config import ShopLakeConfig
 from common.runlog import RunStep
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # Each builder collects what its section shows (rows, numbers, charts); the layout is the
 # macro of the same name in templates/sections.html.j2.
 def _sections() -> Any:
-    return html.macros("shoplake.report/sections.html.j2")
+    return templating.macros("shoplake.report/sections.html.j2")
 
 
 def section_pipeline(data: ReportData) -> Markup:
@@ -54,7 +54,7 @@ def section_pipeline(data: ReportData) -> Markup:
             "steps": len(steps),
             "verdict": f"failed at {failed[0]}" if failed else "all steps succeeded",
             "total": sum(s.duration_s for s in steps),
-            "chart": html.chart("pipeline_durations", "Seconds per step", fig),
+            "chart": templating.chart("pipeline_durations", "Seconds per step", fig),
             "rows": rows,
         }
     )
@@ -108,7 +108,7 @@ def section_quality(quality: dict[str, Any] | Unavailable) -> Markup:
         {
             "run_id": quality["clean_run_id"],
             "note": quality["note"],
-            "chart": html.chart("quality_checks", "Checks passed and failed per table", fig),
+            "chart": templating.chart("quality_checks", "Checks passed and failed per table", fig),
             "summary": summary,
             "problems": [row for g in quality["gates"] for row in _gate_findings(g)],
             "data_docs": quality.get("data_docs"),
@@ -142,7 +142,7 @@ def section_rfm(rfm: dict[str, Any] | Unavailable) -> Markup:
     return _sections().rfm(
         {
             "source": rfm["source"],
-            "chart": html.chart("rfm_heatmap", "RFM heatmap", fig),
+            "chart": templating.chart("rfm_heatmap", "RFM heatmap", fig),
             "rows": rows,
             "unscored": rfm["unscored"],
         }
@@ -169,7 +169,7 @@ def section_segments(seg: dict[str, Any] | Unavailable) -> Markup:
     return _sections().segments(
         {
             "source": seg["source"],
-            "chart": html.chart("segment_sizes", "Customers per segment", fig),
+            "chart": templating.chart("segment_sizes", "Customers per segment", fig),
             "rows": rows,
             "profiles": seg.get("profiles"),
         }
@@ -191,11 +191,11 @@ def section_churn(churn: dict[str, Any] | Unavailable) -> Markup:
         ax2 = fig2.add_subplot()
         ax2.bar([t["risk_tier"] for t in tiers], [t["count"] for t in tiers], color="#c44e52")
         ax2.set(ylabel="customers", title="Risk tiers")
-        tiers_chart = html.chart("churn_tiers", "Customers per risk tier", fig2)
+        tiers_chart = templating.chart("churn_tiers", "Customers per risk tier", fig2)
     return _sections().churn(
         {
             "source": churn["source"],
-            "chart": html.chart("churn_histogram", "Churn probabilities", fig),
+            "chart": templating.chart("churn_histogram", "Churn probabilities", fig),
             "tiers": tiers,
             "tiers_chart": tiers_chart,
             "model_versions": churn["model_versions"],
@@ -223,7 +223,7 @@ def section_rules(rules: dict[str, Any] | Unavailable) -> Markup:
         {
             "source": rules["source"],
             "total": rules["total"],
-            "chart": html.chart("rules_scatter", "Support and confidence of the top rules", fig),
+            "chart": templating.chart("rules_scatter", "Support and confidence of the top rules", fig),
             "rows": rows,
         }
     )
@@ -244,7 +244,7 @@ def section_recommendations(rec: dict[str, Any] | Unavailable) -> Markup:
             "source": rec["source"],
             "customers": rec["customers"],
             "items": rec["items"],
-            "chart": html.chart("recommendation_reasons", "Recommendations per reason", fig),
+            "chart": templating.chart("recommendation_reasons", "Recommendations per reason", fig),
             "reasons": reasons,
         }
     )
@@ -268,7 +268,7 @@ def _step_charts(step: RunStep, fns: list[ChartFn]) -> list[Any]:
             drawn.append({"name": fn.__name__, "error": str(exc)})
             continue
         if fig is not None:
-            drawn.append(html.chart(f"{step.job}_{fn.__name__}", f"{step.job}: {fn.__name__}", fig))
+            drawn.append(templating.chart(f"{step.job}_{fn.__name__}", f"{step.job}: {fn.__name__}", fig))
     return drawn
 
 
@@ -316,7 +316,7 @@ def render(data: ReportData, charts: Mapping[str, list[ChartFn]] | None = None) 
         "streaming": lambda: section_streaming(data.streaming),
         "metrics": lambda: section_metrics(data.steps, charts),
     }
-    return html.render(
+    return templating.render(
         "shoplake.report/report.html.j2",
         run_id=data.run_id,
         lake_root=data.lake_root,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import types as T
 
-from common.delta.rs_store import (
+from common.delta.rs_arrow import (
     delta_partition_string,
     delta_schema,
     parquet_file_stats,

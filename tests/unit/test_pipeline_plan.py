@@ -158,11 +158,11 @@ def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
     zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
     code = (
         "from datetime import datetime; from shoplake.report import ReportData, Unavailable, render; "
-        "from common import html; gone = Unavailable('gone'); "
+        "from common import templating; gone = Unavailable('gone'); "
         "page = render(ReportData('run-z', '/lake', datetime(2024, 1, 1), [], quality=gone, rfm=gone, "
         "segments=gone, churn=gone, rules=gone, recommendations=gone)); "
-        "print(html.__file__); print(page.count('<section id=')); "
-        "print(html.render('jobs.campaign/campaign_report.html.j2', as_of='2024-01-01', guard='g', "
+        "print(templating.__file__); print(page.count('<section id=')); "
+        "print(templating.render('jobs.campaign/campaign_report.html.j2', as_of='2024-01-01', guard='g', "
         "tables=[('T', [{'a': '1'}], ['a'])], charts=[], warnings=['w']).count('<td>1</td>'))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
@@ -173,7 +173,7 @@ def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=run_dir, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [f"{zip_path}/common/html.py", "9", "1"]
+    assert proc.stdout.split() == [f"{zip_path}/common/templating.py", "9", "1"]
 
 
 def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
