@@ -370,13 +370,28 @@ def sparse_top_k(
         ConfigError: when the matrix would exceed ``max_bytes``; the message names the items, the
             non-zeros and the co-occurring pairs.
     """
-    import scipy.sparse as sp
-
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     if similarity not in SPARSE_SIMILARITIES:
         raise ValueError(f"similarity must be one of {', '.join(SPARSE_SIMILARITIES)}, got {similarity!r}")
     id_type = df.schema[id_col].dataType
+    cells = _nonzero_cells(df, row_col, id_col, value_col, max_bytes)
+    ids, matrix, counts = _item_matrix(cells, similarity)
+    transposed = matrix.T.tocsr()
+    # Entries of an item's product row: the sum of its rows' item counts (an upper bound).
+    per_row = np.diff(transposed.indptr)
+    weight = (matrix != 0).astype(np.int64) @ per_row
+    bounds = _cut(weight, pairs_per_block)
+
+    def block(value, start: int, stop: int):
+        return sparse_block(value[1], value[2], start, stop, k, decimals, min_similarity, similarity, value[3])
+
+    return _run_blocks(df, bounds, (ids, matrix, transposed, counts), block, id_type, id_col, out_col)
+
+
+def _nonzero_cells(df: DataFrame, row_col: str, id_col: str, value_col: str, max_bytes: int) -> DataFrame:
+    """``_r, _id, _x``: the matrix's non-zero cells, repeated pairs summed; raises
+    :class:`~common.errors.ConfigError` before anything is collected when they exceed ``max_bytes``."""
     triplets = df.select(
         F.col(row_col).alias("_r"), F.col(id_col).alias("_id"), F.col(value_col).cast("double").alias("_x")
     ).where(F.col("_r").isNotNull() & F.col("_id").isNotNull() & F.col("_x").isNotNull() & (F.col("_x") != 0))
@@ -388,7 +403,15 @@ def sparse_top_k(
             f"sparse_top_k: {stats['items']:,} items with {stats['nnz']:,} non-zeros is {_fmt_bytes(need)} "
             f"to broadcast, above the bound of {_fmt_bytes(max_bytes)}; raise the bound or skip the feature"
         )
-    table = grouped.toArrow()
+    return grouped
+
+
+def _item_matrix(cells: DataFrame, similarity: str):
+    """The collected cells as sorted item ids and an items x rows CSR matrix: rows unit-normalised
+    for cosine, binarised for jaccard and lift (with each item's row count, else None)."""
+    import scipy.sparse as sp
+
+    table = cells.toArrow()
     item_ids = _ids_of(table)
     row_keys = table.column("_r").to_numpy(zero_copy_only=False)
     values = table.column("_x").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -405,16 +428,7 @@ def sparse_top_k(
         matrix.data = (matrix.data != 0).astype(np.float64)
         matrix.eliminate_zeros()
         counts = np.diff(matrix.indptr).astype(np.float64)
-    transposed = matrix.T.tocsr()
-    # Entries of an item's product row: the sum of its rows' item counts (an upper bound).
-    per_row = np.diff(transposed.indptr)
-    weight = (matrix != 0).astype(np.int64) @ per_row
-    bounds = _cut(weight, pairs_per_block)
-
-    def block(value, start: int, stop: int):
-        return sparse_block(value[1], value[2], start, stop, k, decimals, min_similarity, similarity, value[3])
-
-    return _run_blocks(df, bounds, (ids, matrix, transposed, counts), block, id_type, id_col, out_col)
+    return ids, matrix, counts
 
 
 def _cut(weight: np.ndarray, budget: int) -> list[tuple[int, int]]:

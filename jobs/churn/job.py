@@ -6,9 +6,12 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import SQLTransformer, VectorAssembler
 from pyspark.sql import DataFrame, SparkSession
@@ -22,7 +25,7 @@ from common.churn_features import (
     BTYD_FEATURES,
     feature_columns,
 )
-from common.config import ShopLakeConfig
+from common.config import ChurnConfig, ShopLakeConfig
 from common.delta import DeltaStore, open_store
 from common.runlog import JobResult, new_run_id
 from common.tables import (
@@ -34,6 +37,7 @@ from jobs.churn.evaluation import evaluate, ranking_metrics, summary_row
 from jobs.churn.frame import (
     LABEL,
     ChurnInputs,
+    Cutoffs,
     build_frame,
     context_available,
     history_problem,
@@ -90,11 +94,8 @@ def run(
         return _publish_empty(spark, store, result, as_of, f"insufficient_history: {problem}")
     context = context_available(inputs, [cutoffs.train, cutoffs.validation, cutoffs.test, as_of])
     features = [*feature_columns(churn.windows, churn.channels), *BTYD_FEATURES]
-    frames = {
-        "train": build_frame(inputs, churn, cutoffs.train, context, cutoffs.label_days),
-        "validation": build_frame(inputs, churn, cutoffs.validation, context, cutoffs.label_days),
-        "test": build_frame(inputs, churn, cutoffs.test, context, cutoffs.label_days),
-    }
+    splits = {"train": cutoffs.train, "validation": cutoffs.validation, "test": cutoffs.test}
+    frames = {k: build_frame(inputs, churn, cutoff, context, cutoffs.label_days) for k, cutoff in splits.items()}
     frames = {k: v.persist() for k, v in frames.items()}
     try:
         counts = {k: {r[0]: r[1] for r in v.groupBy(LABEL).count().collect()} for k, v in frames.items()}
@@ -110,96 +111,147 @@ def run(
             result = _publish_empty(spark, store, result, as_of, f"insufficient_data: {', '.join(short)}")
             result.summary = f"churn as of {as_of}: not enough labelled customers ({rows}); empty scores published"
             return result
-
-        version = model_version(cfg, as_of, inputs.versions)
-        candidates = fit_candidates(frames["train"], frames["validation"], features, context, churn)
-        published = choose(candidates)
-        model, calibration_info = calibrate(candidates[published]["scorer"], frames["validation"], churn.seed)
-        test_scored = score_frame(model, frames["test"]).persist()
-        model_eval = {
-            **evaluate(test_scored),
-            "calibration_method": calibration_info,
-            **{k: v for k, v in candidates[published].items() if k in ("chosen", "importances", "grid")},
-        }
-        baselines = {name: ranking_metrics(raw_scores(baseline_scorer(name), frames["test"])) for name in BASELINES}
-        for name, c in candidates.items():
-            c["test"] = summary_row(
-                model_eval if name == published else ranking_metrics(raw_scores(c["scorer"], frames["test"]))
-            )
-        best_name = max(BASELINES, key=lambda n: (baselines[n]["roc_auc"], -list(BASELINES).index(n)))
-        paired = (
-            test_scored.select("user_key", LABEL, F.col("raw_score").alias("published"))
-            .join(raw_scores(baseline_scorer(best_name), frames["test"]).select("user_key", "raw_score"), "user_key")
-            .orderBy("user_key")
-            .toPandas()
-        )
-        test_scored.unpersist()
+        trained = _fit_and_test(frames, features, context, churn)
     finally:
         for v in frames.values():
             v.unpersist()
-    best = {
-        "name": best_name,
-        "roc_auc": baselines[best_name]["roc_auc"],
-        **bootstrap_auc_difference(
-            paired[LABEL], paired["published"], paired["raw_score"], churn.bootstrap_samples, churn.seed
-        ),
-    }
+    version = model_version(cfg, as_of, inputs.versions)
+    best = _best_baseline(trained, churn.bootstrap_samples, churn.seed)
     holdout_days = churn.clv.validation_holdout_days or cutoffs.label_days
     clv_check = clv_validation(inputs.orders, as_of - timedelta(days=holdout_days), as_of)
 
     path = model_dir(cfg, "churn", version)
-    model.write().overwrite().save(path)
+    trained.model.write().overwrite().save(path)
     report = {
         "as_of": as_of.isoformat(),
         "model_version": version,
         "run_id": run_id,
-        "protocol": {
-            "cutoffs": cutoffs.as_dict(),
-            "test_label_window": [
-                (cutoffs.test + timedelta(days=1)).isoformat(),
-                (cutoffs.test + timedelta(days=cutoffs.label_days)).isoformat(),
-            ],
-            "activity_days": churn.activity_days,
-            "grid": churn.grid.model_dump(),
-            "rows": rows,
-            "context": context,
-            "input_versions": inputs.versions,
-        },
-        "published": published,
-        "model": model_eval,
+        "protocol": _protocol(cutoffs, churn, rows, context, inputs.versions),
+        **_evaluation_report(trained, best, clv_check),
+    }
+    result.metrics.update(_trained_metrics(trained, best, clv_check, version, path, write_report(cfg, report), context))
+    # The same candidates a later run scoring with the saved model derives (identical rows).
+    return _publish(spark, store, cfg, result, trained.model, inputs, as_of, version, _attribution_from(trained.model))
+
+
+@dataclass
+class _Trained:
+    """The published (calibrated) model and how it, the other candidates and the baselines did at test."""
+
+    model: PipelineModel
+    published: str
+    calibration_info: dict[str, Any]
+    model_eval: dict[str, Any]
+    candidates: dict[str, dict[str, Any]]
+    baselines: dict[str, dict[str, Any]]
+    best_name: str
+    # user_key, label, the published and the strongest baseline's raw scores on the test rows.
+    paired: pd.DataFrame
+
+
+def _fit_and_test(
+    frames: dict[str, DataFrame], features: list[str], context: list[str], churn: ChurnConfig
+) -> _Trained:
+    """Fit the candidates on train, publish the best on validation, calibrate it on validation,
+    and score it, the other candidates and the baselines on the same test rows."""
+    candidates = fit_candidates(frames["train"], frames["validation"], features, context, churn)
+    published = choose(candidates)
+    model, calibration_info = calibrate(candidates[published]["scorer"], frames["validation"], churn.seed)
+    test_scored = score_frame(model, frames["test"]).persist()
+    model_eval = {
+        **evaluate(test_scored),
+        "calibration_method": calibration_info,
+        **{k: v for k, v in candidates[published].items() if k in ("chosen", "importances", "grid")},
+    }
+    baselines = {name: ranking_metrics(raw_scores(baseline_scorer(name), frames["test"])) for name in BASELINES}
+    for name, c in candidates.items():
+        c["test"] = summary_row(
+            model_eval if name == published else ranking_metrics(raw_scores(c["scorer"], frames["test"]))
+        )
+    best_name = max(BASELINES, key=lambda n: (baselines[n]["roc_auc"], -list(BASELINES).index(n)))
+    paired = (
+        test_scored.select("user_key", LABEL, F.col("raw_score").alias("published"))
+        .join(raw_scores(baseline_scorer(best_name), frames["test"]).select("user_key", "raw_score"), "user_key")
+        .orderBy("user_key")
+        .toPandas()
+    )
+    test_scored.unpersist()
+    return _Trained(model, published, calibration_info, model_eval, candidates, baselines, best_name, paired)
+
+
+def _best_baseline(trained: _Trained, samples: int, seed: int) -> dict[str, Any]:
+    """The strongest baseline at test, and the published model's ROC-AUC minus its (bootstrapped)."""
+    paired = trained.paired
+    return {
+        "name": trained.best_name,
+        "roc_auc": trained.baselines[trained.best_name]["roc_auc"],
+        **bootstrap_auc_difference(paired[LABEL], paired["published"], paired["raw_score"], samples, seed),
+    }
+
+
+def _protocol(
+    cutoffs: Cutoffs, churn: ChurnConfig, rows: dict[str, str], context: list[str], versions: dict[str, int]
+) -> dict[str, Any]:
+    return {
+        "cutoffs": cutoffs.as_dict(),
+        "test_label_window": [
+            (cutoffs.test + timedelta(days=1)).isoformat(),
+            (cutoffs.test + timedelta(days=cutoffs.label_days)).isoformat(),
+        ],
+        "activity_days": churn.activity_days,
+        "grid": churn.grid.model_dump(),
+        "rows": rows,
+        "context": context,
+        "input_versions": versions,
+    }
+
+
+def _evaluation_report(trained: _Trained, best: dict[str, Any], clv_check: dict[str, Any]) -> dict[str, Any]:
+    baselines = trained.baselines
+    return {
+        "published": trained.published,
+        "model": trained.model_eval,
         # The recency baseline under its historical key (raw days since the last purchase).
         "baseline": {**baselines["recency"], "importances": [{"feature": "recency_days", "importance": 1.0}]},
         "baselines": baselines,
-        "candidates": {n: {k: v for k, v in c.items() if k != "scorer"} for n, c in candidates.items()},
+        "candidates": {n: {k: v for k, v in c.items() if k != "scorer"} for n, c in trained.candidates.items()},
         "best_baseline": best,
         "clv_validation": clv_check,
     }
-    result.metrics.update(
-        {
-            "status": "trained",
-            "model_version": version,
-            "model_path": path,
-            "published": published,
-            "report": write_report(cfg, report),
-            "context_features": context,
-            "chosen_params": model_eval.get("chosen", {}),
-            "calibration_method": calibration_info["method"],
-            "test": {
-                "model": summary_row(model_eval),
-                "baseline": summary_row(baselines["recency"]),
-                "baselines": {n: summary_row(b) for n, b in baselines.items()},
-                "candidates": {
-                    n: {"validation_roc_auc": c["validation_roc_auc"], **c["test"]} for n, c in candidates.items()
-                },
-                "best_baseline": best,
-                "max_calibration_gap": max(abs(b["gap"]) for b in model_eval["calibration"]),
-            },  # fmt: skip
-            "clv_validation": {k: clv_check.get(k) for k in ("total_actual", "total_predicted", "total_error", "mae")},
-            "top_importances": model_eval.get("importances", [])[:5],
-        }
-    )
-    # The same candidates a later run scoring with the saved model derives (identical rows).
-    return _publish(spark, store, cfg, result, model, inputs, as_of, version, _attribution_from(model))
+
+
+def _trained_metrics(
+    trained: _Trained,
+    best: dict[str, Any],
+    clv_check: dict[str, Any],
+    version: str,
+    path: str,
+    report: str,
+    context: list[str],
+) -> dict[str, Any]:
+    model_eval, baselines = trained.model_eval, trained.baselines
+    return {
+        "status": "trained",
+        "model_version": version,
+        "model_path": path,
+        "published": trained.published,
+        "report": report,
+        "context_features": context,
+        "chosen_params": model_eval.get("chosen", {}),
+        "calibration_method": trained.calibration_info["method"],
+        "test": {
+            "model": summary_row(model_eval),
+            "baseline": summary_row(baselines["recency"]),
+            "baselines": {n: summary_row(b) for n, b in baselines.items()},
+            "candidates": {
+                n: {"validation_roc_auc": c["validation_roc_auc"], **c["test"]} for n, c in trained.candidates.items()
+            },
+            "best_baseline": best,
+            "max_calibration_gap": max(abs(b["gap"]) for b in model_eval["calibration"]),
+        },  # fmt: skip
+        "clv_validation": {k: clv_check.get(k) for k in ("total_actual", "total_predicted", "total_error", "mae")},
+        "top_importances": model_eval.get("importances", [])[:5],
+    }
 
 
 def _publish_empty(spark: SparkSession, store: DeltaStore, result: JobResult, as_of: date, status: str) -> JobResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -101,37 +102,11 @@ def run(
         # Publish: everything up to the as-of day.
         interactions = aggregate(raw, as_of, rc.half_life_days).persist()
         cached.append(interactions)
-        registered = customers.where(F.col("registered_at").isNull() | on_or_before("registered_at", as_of)).select(
-            "user_key"
-        )
-        users = registered.unionByName(interactions.select("user_key")).distinct().persist()
+        users = _users_as_of(customers, interactions, as_of).persist()
         cached.append(users)
         fallback = popular_candidates(interactions, users, rc.top_n)
-        folder = neighbours_dir = None
-        primary = fallback.limit(0)
-        similar = None
-        if interactions.limit(1).count():
-            if chosen == ALS_METHOD or rc.similar_items:
-                model, ids = fit_als(interactions, params, rc.seed, rc.bm25)
-                folder = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
-                model.write().overwrite().save(f"{folder}/als")
-                ids.save(folder)
-                if chosen == ALS_METHOD:
-                    primary = als_candidates(model, ids, interactions, None, rc.top_n)
-                if rc.similar_items:
-                    content = None if neighbours is None else neighbours.withColumnRenamed(NEIGHBOUR, "similar_item_id")
-                    similar = similar_items(
-                        model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, content
-                    )
-            if chosen in (ITEM_KNN, SAR):
-                fitted = fit_candidate(chosen, interactions, rc)
-                cached.append(fitted.neighbours)
-                # Saved so lists can be rescored from new interactions without refitting.
-                neighbours_dir = artifacts.model_dir(cfg, f"recommend_{chosen}", as_of.isoformat())
-                fitted.neighbours.write.mode("overwrite").parquet(f"{neighbours_dir}/neighbours")
-                primary = model_candidates(fitted, interactions, raw, as_of, rc, None, rc.top_n)
-        elif rc.similar_items:
-            similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
+        models = _fit_published(spark, cfg, chosen, params, interactions, raw, products, neighbours, as_of, cached)
+        primary = fallback.limit(0) if models.primary is None else models.primary
         fill = None
         if placement != FILL_NONE and neighbours is not None:
             sparse = sparse_users(interactions, rc.content.fill_below)
@@ -139,28 +114,121 @@ def run(
         recs = top_n_with_fallback(primary, fallback, rc.top_n, fill, placement).withColumn(
             "score", F.round("score", 6)
         )
-        outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
-        for spec, df in outputs:
-            result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
-        published = store.read(GOLD_RECOMMENDATIONS).where(F.col("as_of") == F.lit(as_of)).persist()
-        cached.append(published)
-        result.row_counts[GOLD_RECOMMENDATIONS.name] = published.count()
-        if similar is not None:
-            result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
-                store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
-            )
-        else:
-            log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
-        reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
-        coverage = ranking.catalogue_coverage(published, catalogue, rc.top_n, ranking.Columns(item="item_id"))
-        published_users = published.select("user_key").distinct().count()
+        published = _publish(store, result, recs, models.similar, as_of, cached)
+        published_metrics = _published_metrics(published, catalogue, rc.top_n, chosen, models)
     finally:
         for df in cached:
             df.unpersist()
-    k = rc.k
+    result.metrics = _metrics(as_of, evaluation, rc.k, published_metrics)
+    result.metrics["report"] = write_report(cfg, run_id, result.metrics, rc.k)
+    result.summary = console_summary(result.metrics, rc.k)
+    return result
+
+
+def _users_as_of(customers: DataFrame, interactions: DataFrame, as_of: date) -> DataFrame:
+    """``user_key`` of every customer registered by ``as_of`` (or without a date) or with an interaction."""
+    registered = customers.where(F.col("registered_at").isNull() | on_or_before("registered_at", as_of))
+    return registered.select("user_key").unionByName(interactions.select("user_key")).distinct()
+
+
+@dataclass
+class _PublishedModel:
+    """The chosen model's lists (None for a popularity baseline), the similar items (None when
+    ``recommend.similar_items`` is 0) and where the fitted models were saved."""
+
+    primary: DataFrame | None = None
+    similar: DataFrame | None = None
+    model_dir: str | None = None
+    neighbours_dir: str | None = None
+
+
+def _fit_published(
+    spark: SparkSession,
+    cfg: ShopLakeConfig,
+    chosen: str,
+    params: AlsParams,
+    interactions: DataFrame,
+    raw: DataFrame,
+    products: DataFrame,
+    content: DataFrame | None,
+    as_of: date,
+    cached: list[DataFrame],
+) -> _PublishedModel:
+    """Fit and save the chosen model (and ALS, when similar items are asked for) on every
+    interaction up to the as-of day (``content``: item neighbours, or None)."""
+    rc = cfg.recommend
+    out = _PublishedModel()
+    if not interactions.limit(1).count():
+        if rc.similar_items:
+            out.similar = spark.createDataFrame([], GOLD_SIMILAR_ITEMS.schema).drop("as_of")
+        return out
+    if chosen == ALS_METHOD or rc.similar_items:
+        model, ids = fit_als(interactions, params, rc.seed, rc.bm25)
+        out.model_dir = artifacts.model_dir(cfg, "recommend_als", as_of.isoformat())
+        model.write().overwrite().save(f"{out.model_dir}/als")
+        ids.save(out.model_dir)
+        if chosen == ALS_METHOD:
+            out.primary = als_candidates(model, ids, interactions, None, rc.top_n)
+        if rc.similar_items:
+            similar_content = None if content is None else content.withColumnRenamed(NEIGHBOUR, "similar_item_id")
+            out.similar = similar_items(
+                model, ids, interactions, products, rc.similar_items, rc.similar_max_mb * 2**20, similar_content
+            )
+    if chosen in (ITEM_KNN, SAR):
+        fitted = fit_candidate(chosen, interactions, rc)
+        cached.append(fitted.neighbours)
+        # Saved so lists can be rescored from new interactions without refitting.
+        out.neighbours_dir = artifacts.model_dir(cfg, f"recommend_{chosen}", as_of.isoformat())
+        fitted.neighbours.write.mode("overwrite").parquet(f"{out.neighbours_dir}/neighbours")
+        out.primary = model_candidates(fitted, interactions, raw, as_of, rc, None, rc.top_n)
+    return out
+
+
+def _publish(
+    store: DeltaStore,
+    result: JobResult,
+    recs: DataFrame,
+    similar: DataFrame | None,
+    as_of: date,
+    cached: list[DataFrame],
+) -> DataFrame:
+    """Publish the lists (and the similar items, when there are any) as of ``as_of`` and record
+    their row counts; returns the published lists, read back (persisted, added to ``cached``)."""
+    outputs = [(GOLD_RECOMMENDATIONS, recs)] + ([(GOLD_SIMILAR_ITEMS, similar)] if similar is not None else [])
+    for spec, df in outputs:
+        result.outputs[spec.name] = publish_as_of(store, spec, df, as_of)
+    published = store.read(GOLD_RECOMMENDATIONS).where(F.col("as_of") == F.lit(as_of)).persist()
+    cached.append(published)
+    result.row_counts[GOLD_RECOMMENDATIONS.name] = published.count()
+    if similar is not None:
+        result.row_counts[GOLD_SIMILAR_ITEMS.name] = (
+            store.read(GOLD_SIMILAR_ITEMS).where(F.col("as_of") == F.lit(as_of)).count()
+        )
+    else:
+        log.info("recommend: recommend.similar_items is 0; gold.similar_items not written")
+    return published
+
+
+def _published_metrics(
+    published: DataFrame, catalogue: int, top_n: int, chosen: str, models: _PublishedModel
+) -> dict[str, Any]:
+    reasons = {r["reason"]: r["count"] for r in published.groupBy("reason").count().collect()}
+    coverage = ranking.catalogue_coverage(published, catalogue, top_n, ranking.Columns(item="item_id"))
+    return {
+        "users": published.select("user_key").distinct().count(),
+        "model": chosen,
+        "reasons": dict(sorted(reasons.items())),
+        f"coverage@{top_n}": coverage,
+        "model_dir": models.model_dir,
+        "neighbours_dir": models.neighbours_dir,
+    }
+
+
+def _metrics(as_of: date, evaluation: dict[str, Any], k: int, published: dict[str, Any]) -> dict[str, Any]:
+    chosen = evaluation["chosen_model"]
     test = evaluation.get("test", {})
     chosen_ndcg, pop_ndcg = (test.get(m, {}).get(f"ndcg@{k}") for m in (chosen, MOST_POPULAR))
-    result.metrics = {
+    return {
         "as_of": as_of.isoformat(),
         "split": evaluation["split"],
         "chosen_model": chosen,
@@ -176,18 +244,8 @@ def run(
         f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
         if chosen_ndcg is not None and pop_ndcg
         else None,
-        "published": {
-            "users": published_users,
-            "model": chosen,
-            "reasons": dict(sorted(reasons.items())),
-            f"coverage@{rc.top_n}": coverage,
-            "model_dir": folder,
-            "neighbours_dir": neighbours_dir,
-        },
+        "published": published,
     }
-    result.metrics["report"] = write_report(cfg, run_id, result.metrics, k)
-    result.summary = console_summary(result.metrics, k)
-    return result
 
 
 def content_vectors(products: DataFrame, rc: RecommendConfig) -> DataFrame:
