@@ -197,31 +197,11 @@ def test_saved_model_scores_without_retraining(spark, trained, tmp_path):
 
 
 # ---------------------------------------------------------------------------- leakage
-def test_no_feature_changes_when_data_after_the_cutoff_changes(spark, silver_lake, tmp_path):
-    cutoff = date(2024, 3, 1)
-    cfg = silver_lake().copy_to(tmp_path, *GENERATED)
-    store = open_store(spark, cfg)
-    churn = cfg.churn
-
-    def features():
-        inputs = read_inputs(store)
-        frame = build_frame(inputs, churn, cutoff, [])
-        return sorted(map(tuple, frame.collect()), key=repr)
-
-    before = features()
-    end = datetime(2024, 3, 2)  # first instant after the cutoff day
-    orders = store.read(SILVER_ORDERS).localCheckpoint()
-    events = store.read(SILVER_EVENTS).localCheckpoint()
-    customers = store.read(SILVER_CUSTOMERS).localCheckpoint()
-    users = [
-        r.user_key for r in orders.where(F.col("order_time") < end).select("user_key").distinct().limit(50).collect()
-    ]
-    assert len(users) == 50
-
+def _orders_changed_after(spark, orders, end: datetime, users: list[str]):
+    """Every order placed at or after ``end`` altered (status, amounts, channel), 40 orders paid
+    before it refunded or cancelled with the change dated after it, and a new late order for
+    each of ``users``."""
     late = F.col("order_time") >= end
-    # Alter every order placed after the cutoff (status, amounts, channel), refund or
-    # cancel orders placed before it with the change recorded after it, and add new
-    # orders, events and registrations after it for people who are in the population.
     altered = orders.select(
         *[
             F.when(late, F.lit("cancelled")).otherwise(F.col(c)).alias(c) if c == "status"
@@ -253,6 +233,12 @@ def test_no_feature_changes_when_data_after_the_cutoff_changes(spark, silver_lak
          for i, u in enumerate(users)],
         SILVER_ORDERS.schema,
     )  # fmt: skip
+    return altered.unionByName(new_orders)
+
+
+def _events_and_registrations_changed_after(spark, events, customers, end: datetime, users: list[str]):
+    """Events at or after ``end`` retyped, three new late events for each of ``users``, late
+    registrations re-dated and five new people registered after ``end``."""
     new_events = spark.createDataFrame(
         [("shop", f"late-e{i}", u, "s", etype, datetime(2024, 3, 2, 0, 0, 1) + timedelta(minutes=i),
           date(2024, 3, 2), None, None, "app", None, None, None, [])
@@ -272,10 +258,38 @@ def test_no_feature_changes_when_data_after_the_cutoff_changes(spark, silver_lak
         ),
         allowMissingColumns=True,
     )
+    return late_events.unionByName(new_events), late_registrations
+
+
+def test_no_feature_changes_when_data_after_the_cutoff_changes(spark, silver_lake, tmp_path):
+    cutoff = date(2024, 3, 1)
+    cfg = silver_lake().copy_to(tmp_path, *GENERATED)
+    store = open_store(spark, cfg)
+    churn = cfg.churn
+
+    def features():
+        inputs = read_inputs(store)
+        frame = build_frame(inputs, churn, cutoff, [])
+        return sorted(map(tuple, frame.collect()), key=repr)
+
+    before = features()
+    end = datetime(2024, 3, 2)  # first instant after the cutoff day
+    orders = store.read(SILVER_ORDERS).localCheckpoint()
+    events = store.read(SILVER_EVENTS).localCheckpoint()
+    customers = store.read(SILVER_CUSTOMERS).localCheckpoint()
+    users = [
+        r.user_key for r in orders.where(F.col("order_time") < end).select("user_key").distinct().limit(50).collect()
+    ]
+    assert len(users) == 50
+
+    late = F.col("order_time") >= end
+    # Alter orders, events and registrations after the cutoff for people in the population.
+    changed_orders = _orders_changed_after(spark, orders, end, users)
+    changed_events, changed_customers = _events_and_registrations_changed_after(spark, events, customers, end, users)
     assert orders.where(late).count() > 100 and events.where(F.col("event_time") >= end).count() > 1000
-    store.overwrite(SILVER_ORDERS, altered.unionByName(new_orders))
-    store.overwrite(SILVER_EVENTS, late_events.unionByName(new_events))
-    store.overwrite(SILVER_CUSTOMERS, late_registrations)
+    store.overwrite(SILVER_ORDERS, changed_orders)
+    store.overwrite(SILVER_EVENTS, changed_events)
+    store.overwrite(SILVER_CUSTOMERS, changed_customers)
     after = features()
     assert len(after) == len(before) > 100
     assert after == before

@@ -86,6 +86,46 @@ def last_data_day(spark, cfg) -> date:
     return max(days)
 
 
+def _clean_fails_through_the_cli(spark, cfg, landing, lake, capsys) -> tuple[str, dict]:
+    """Step 1 of the resume test: ``shoplake pipeline`` stops at clean with one error line that
+    says how to resume; ingest's work stays. The run id and bronze's versions."""
+    sets = [a for o in TEST_SPARK_CONF for a in ("--set", o)]
+    with pytest.raises(SystemExit) as exit_info:
+        lake_and_landing = ["--set", f"lake.root={lake}", "--set", f"landing.root={landing}"]
+        main(["pipeline", "--jobs", ",".join(JOB_LIST), *sets, *lake_and_landing])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 4  # InputError's code, not a generic 1
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    message = error_lines[0]
+    run_id = message.split("pipeline run ")[1].split()[0]
+    assert "stopped at step 2/3 (clean): InputError: bronze.customers: simulated failure inside clean" in message
+    assert message.endswith(f"resume with `shoplake pipeline --resume {run_id}` (finished steps are not redone)")
+    assert "[1/3] ingest ..." in err and "[1/3] ingest done in" in err and "[2/3] clean FAILED in" in err
+    assert run_log(spark, cfg, run_id) == [("ingest", "succeeded"), ("clean", "failed")]
+    store = open_store(spark, cfg)
+    bronze_versions = {name: store.version(spec) for name, spec in BRONZE_DATA_TABLES.items()}
+    assert any(v is not None for v in bronze_versions.values())
+    return run_id, bronze_versions
+
+
+def _assert_clean_row_records_versions(store, run_id: str, bronze_versions: dict) -> None:
+    """The resumed clean's run-log row: versions read are bronze's current ones, versions
+    written silver's current ones, row counts silver's."""
+    clean_row = (
+        store.read(OPS_RUN_LOG)
+        .where((F.col("run_id") == run_id) & (F.col("job") == "clean") & (F.col("status") == "succeeded"))
+        .first()
+    )
+    assert clean_row["input_versions"] == {
+        name: v for name, v in bronze_versions.items() if name in clean_row["input_versions"]
+    }
+    assert "bronze.customers" in clean_row["input_versions"]
+    assert clean_row["output_versions"]["silver.customers"] == store.version(ALL_TABLES["silver.customers"])
+    silver_rows = store.read(ALL_TABLES["silver.customers"]).count()
+    assert clean_row["row_counts"]["silver.customers"] == silver_rows
+
+
 def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
     spark, landing, tmp_path, monkeypatch, capsys, probe
 ):
@@ -101,25 +141,8 @@ def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
     monkeypatch.setattr(clean_job, "build_silver", failing_build_silver)
 
     # 1. Through the CLI: clean fails, ingest's work stays.
-    sets = [a for o in TEST_SPARK_CONF for a in ("--set", o)]
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            ["pipeline", "--jobs", ",".join(JOB_LIST), *sets]
-            + ["--set", f"lake.root={tmp_path / 'resumed' / 'lake'}", "--set", f"landing.root={landing}"]
-        )
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 4  # InputError's code, not a generic 1
-    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1
-    message = error_lines[0]
-    run_id = message.split("pipeline run ")[1].split()[0]
-    assert "stopped at step 2/3 (clean): InputError: bronze.customers: simulated failure inside clean" in message
-    assert message.endswith(f"resume with `shoplake pipeline --resume {run_id}` (finished steps are not redone)")
-    assert "[1/3] ingest ..." in err and "[1/3] ingest done in" in err and "[2/3] clean FAILED in" in err
-    assert run_log(spark, cfg, run_id) == [("ingest", "succeeded"), ("clean", "failed")]
+    run_id, bronze_versions = _clean_fails_through_the_cli(spark, cfg, landing, tmp_path / "resumed" / "lake", capsys)
     store = open_store(spark, cfg)
-    bronze_versions = {name: store.version(spec) for name, spec in BRONZE_DATA_TABLES.items()}
-    assert any(v is not None for v in bronze_versions.values())
 
     # 2. Clean fixed, but the gold step fails: clean runs, ingest does not.
     monkeypatch.setattr(clean_job, "build_silver", real_build_silver)
@@ -148,19 +171,7 @@ def test_failed_step_stops_the_run_and_resume_finishes_only_the_rest(
     assert {name: store.version(spec) for name, spec in BRONZE_DATA_TABLES.items()} == bronze_versions
     steps = [p["pipeline"]["step"] for p in recorded_parameters(spark, cfg, run_id, "clean")]
     assert steps == [2, 2]
-    clean_row = (
-        store.read(OPS_RUN_LOG)
-        .where((F.col("run_id") == run_id) & (F.col("job") == "clean") & (F.col("status") == "succeeded"))
-        .first()
-    )
-    # Versions read are bronze's current ones; versions written are silver's current ones.
-    assert clean_row["input_versions"] == {
-        name: v for name, v in bronze_versions.items() if name in clean_row["input_versions"]
-    }
-    assert "bronze.customers" in clean_row["input_versions"]
-    assert clean_row["output_versions"]["silver.customers"] == store.version(ALL_TABLES["silver.customers"])
-    silver_rows = store.read(ALL_TABLES["silver.customers"]).count()
-    assert clean_row["row_counts"]["silver.customers"] == silver_rows
+    _assert_clean_row_records_versions(store, run_id, bronze_versions)
 
     # 4. A straight run on another lake ends with the same tables.
     straight_cfg = make_config(tmp_path / "straight", f"landing.root={landing}")

@@ -150,12 +150,27 @@ def test_package_zip_holds_code_and_conf_and_the_entry_file(tmp_path):
     assert build_dist(tmp_path / "dist", wheel=False)["zip"].read_bytes() == first
 
 
-def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
-    """The run report's and the campaign report's Jinja2 templates are package resources:
-    rendered from the zip alone, with no project folder."""
+def run_from_zip(
+    tmp_path: Path, code: str, *args: str, timeout: float = 120
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Build the ``--py-files`` zip and run ``python -c code args`` with only the zip on the
+    path, in an empty working directory (no project folder, no ./conf)."""
     from shoplake.package import build_dist
 
     zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
+    env["PYTHONPATH"] = str(zip_path)
+    run_dir = tmp_path / "cwd"
+    run_dir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=run_dir, timeout=timeout
+    )
+    return zip_path, proc
+
+
+def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
+    """The run report's and the campaign report's Jinja2 templates are package resources:
+    rendered from the zip alone, with no project folder."""
     code = (
         "from datetime import datetime; from shoplake.report import ReportData, Unavailable, render; "
         "from common import templating; gone = Unavailable('gone'); "
@@ -165,13 +180,7 @@ def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
         "print(templating.render('jobs.campaign/campaign_report.html.j2', as_of='2024-01-01', guard='g', "
         "tables=[('T', [{'a': '1'}], ['a'])], charts=[], warnings=['w']).count('<td>1</td>'))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
-    env["PYTHONPATH"] = str(zip_path)
-    run_dir = tmp_path / "cwd"
-    run_dir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=run_dir, timeout=120
-    )
+    zip_path, proc = run_from_zip(tmp_path, code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [f"{zip_path}/common/templating.py", "9", "1"]
 
@@ -179,21 +188,13 @@ def test_the_reports_render_from_the_templates_inside_the_zip(tmp_path):
 def test_code_run_from_the_zip_reads_the_conf_inside_it(tmp_path):
     """No project folder, no ./conf: the conf shipped in the zip is used, and
     relative paths resolve against the working directory, not the temporary copy."""
-    from shoplake.package import build_dist
-
-    zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
     code = (
         "import common.config as c; cfg = c.load_config('cluster'); "
         "print(c.__file__); print(cfg.spark.conf['spark.sql.shuffle.partitions']); print(cfg.lake_root); "
         "print(cfg.conf_dir)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
-    env["PYTHONPATH"] = str(zip_path)
+    zip_path, proc = run_from_zip(tmp_path, code, timeout=60)
     run_dir = tmp_path / "cwd"
-    run_dir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=run_dir, timeout=60
-    )
     assert proc.returncode == 0, proc.stderr
     module_file, partitions, lake_root, conf_dir = proc.stdout.splitlines()
     assert module_file == f"{zip_path}/common/config/__init__.py"
@@ -207,28 +208,16 @@ def test_the_zip_ships_the_generators_data_and_the_generator_runs_from_it(tmp_pa
     """The generator's reference data are package resources: in the zip (and read from it
     with importlib.resources, no project folder), and in the wheel (package-data)."""
     from shoplake.generate import generate
-    from shoplake.package import ZIP_RESOURCES, build_dist
+    from shoplake.package import ZIP_RESOURCES
 
-    zip_path = build_dist(tmp_path / "dist", wheel=False)["zip"]
-    names = set(zipfile.ZipFile(zip_path).namelist())
-    data = sorted(p.name for p in (PROJECT_ROOT / "shoplake" / "generate" / "data").glob("*.json"))
-    assert data and {f"shoplake/generate/data/{n}" for n in data} <= names
     code = (
         "import sys; from datetime import date; import shoplake.generate as g; print(g.__file__); "
         "g.generate(sys.argv[1], 60, 3, 2, date(2024, 5, 1), duplicates='varied')"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHOPLAKE_CONF_DIR")}
-    env["PYTHONPATH"] = str(zip_path)
-    run_dir = tmp_path / "cwd"
-    run_dir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "from_zip")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=run_dir,
-        timeout=120,
-    )
+    zip_path, proc = run_from_zip(tmp_path, code, str(tmp_path / "from_zip"))
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    data = sorted(p.name for p in (PROJECT_ROOT / "shoplake" / "generate" / "data").glob("*.json"))
+    assert data and {f"shoplake/generate/data/{n}" for n in data} <= names
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{zip_path}/shoplake/generate/__init__.py"
     generate(tmp_path / "here", 60, 3, 2, date(2024, 5, 1), duplicates="varied")
