@@ -105,8 +105,18 @@ def evaluate(
 
     Keys: ``precision@k, recall@k, ndcg@k, map@k, map, hit_rate@k, coverage@k, users``.
     """
-    per_user = per_user_metrics(recommended, relevant, k, cols)
-    row = per_user.agg(F.count("*").alias("users"), *[F.avg(m).alias(m) for m in METRICS]).first()
+    # Two actions read the lists (the metrics, then coverage): computed once, not twice (a
+    # model's lists are its most expensive part), unless the caller already cached them.
+    owned = not recommended.is_cached
+    if owned:
+        recommended = recommended.persist()
+    try:
+        per_user = per_user_metrics(recommended, relevant, k, cols)
+        row = per_user.agg(F.count("*").alias("users"), *[F.avg(m).alias(m) for m in METRICS]).first()
+        coverage = catalogue_coverage(recommended, catalogue_size, k, cols)
+    finally:
+        if owned:
+            recommended.unpersist()
     out: dict[str, float | int] = {
         f"precision@{k}": row["precision"] or 0.0,
         f"recall@{k}": row["recall"] or 0.0,
@@ -114,7 +124,7 @@ def evaluate(
         f"map@{k}": row["map_at_k"] or 0.0,
         "map": row["map"] or 0.0,
         f"hit_rate@{k}": row["hit_rate"] or 0.0,
-        f"coverage@{k}": catalogue_coverage(recommended, catalogue_size, k, cols),
+        f"coverage@{k}": coverage,
         "users": int(row["users"]),
     }
     if users_without_relevant is not None:
