@@ -118,6 +118,11 @@ class DeltaStore(ABC):
     def read(self, table: TableSpec, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame (latest, or as of ``version``)."""
 
+    def row_count(self, table: TableSpec) -> int:
+        """Rows at the latest version. This default counts with Spark; an engine that reads
+        the log's per-file record counts answers without reading the data."""
+        return self.read(table).count()
+
     def version_at(self, table: TableSpec, when: datetime) -> int:
         """Time travel by timestamp: the latest version committed at or before ``when``
         (Delta's ``timestampAsOf``), for :meth:`read`. Naive datetimes are UTC.

@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, Transaction
 from pyspark.errors import AnalysisException
@@ -137,6 +138,16 @@ class RsDeltaStore(DeltaStore):
                 f"{table.name}: version {dt.version()} of {loc.delta_uri} lists data files that "
                 "are gone (removed by vacuum, or deleted outside Delta)"
             ) from exc
+
+    def row_count(self, table: TableSpec) -> int:
+        """The sum of the snapshot's per-file record counts (``numRecords``, which this store
+        and delta-spark write into every add action's stats); Spark counts when a file has none."""
+        dt = self._open(table)
+        snapshot_files(table, dt)  # refuses, as read does, tables whose files do not hold every row
+        counts = pa.table(dt.get_add_actions(flatten=True)).to_pydict().get("num_records", [])
+        if any(c is None for c in counts):
+            return super().row_count(table)
+        return int(sum(counts))
 
     def history(self, table: TableSpec, limit: int | None = None) -> list[Commit]:
         dt = self._open(table)

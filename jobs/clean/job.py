@@ -86,7 +86,7 @@ def run(
         # Publish.
         for name, df in staged.items():
             result.outputs[name] = store.merge(SILVER_SPECS[name], df)
-            result.row_counts[name] = store.read(SILVER_SPECS[name]).count()
+            result.row_counts[name] = store.row_count(SILVER_SPECS[name])
         if rejected:
             all_rejected = rejected[0]
             for part in rejected[1:]:

@@ -297,6 +297,21 @@ def test_merge_updates_matches_and_inserts_the_rest(dstore: DeltaStore, spark: S
     assert_table(dstore, other, orders(spark, (7, "g", "7.00")))
 
 
+def test_row_count_follows_every_kind_of_write(dstore: DeltaStore, spark: SparkSession):
+    """row_count (delta-rs: from the log's per-file record counts) equals a Spark count of
+    the latest version after overwrite, merge, append and delete, and after an empty write."""
+    spec = orders_spec()
+    dstore.overwrite(spec, orders(spark, (1, "a", "1.00"), (2, "b", "2.00"), (3, "c", "3.00")))
+    assert dstore.row_count(spec) == 3
+    dstore.merge(spec, orders(spark, (2, "b2", "20.00"), (4, "d", "4.00")))
+    assert dstore.row_count(spec) == 4
+    dstore.append(spec, orders(spark, (5, "e", "5.00")))
+    dstore.delete_where(spec, "id <= 2")
+    assert dstore.row_count(spec) == dstore.read(spec).count() == 3
+    dstore.overwrite(spec, orders(spark))
+    assert dstore.row_count(spec) == 0
+
+
 def test_merge_rejects_duplicate_keys_in_the_source(dstore: DeltaStore, spark: SparkSession):
     spec = orders_spec()
     dstore.overwrite(spec, orders(spark, (1, "a", "1.00")))
