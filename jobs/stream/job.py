@@ -61,7 +61,7 @@ def run(
         # next batch with rows evicts it as well, so the query is not kept busy by them.
         spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     # Silver rows carry no run id: what a run added is the difference of the counts.
-    before = {n: store.read(s).count() for n, s in specs.items() if no_run_id(s) and store.exists(s)}
+    before = {n: store.row_count(s) for n, s in specs.items() if no_run_id(s) and store.exists(s)}
     trigger = {"availableNow": True} if once else {"processingTime": f"{cfg.stream.trigger_seconds} seconds"}
     # Nothing live reads bronze: with silver in the stream, bronze takes fewer, larger batches.
     bronze_seconds = cfg.stream.bronze_trigger_seconds if SILVER_EVENTS.name in rows and not once else None

@@ -172,7 +172,7 @@ def stream_result(
         if store.exists(spec):
             result.outputs[name] = store.version(spec)
             if no_run_id(spec):
-                written = store.read(spec).count() - before.get(name, 0)
+                written = store.row_count(spec) - before.get(name, 0)
             else:
                 written = store.read(spec).where(F.col("_ingest_run_id") == run_id).count()
         result.row_counts[name] = written
