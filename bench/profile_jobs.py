@@ -46,6 +46,7 @@ SECRET_ENV = "SHOPLAKE_PSEUDONYM_SECRET"
 MB = 1024 * 1024
 TOP = 8
 PROJECT_DIRS = ("common/", "jobs/", "shoplake/")
+RATE = 50  # py-spy samples per second
 
 
 # ------------------------------------------------------------------ the run
@@ -196,9 +197,8 @@ def _frame_file(frame: str) -> str:
     return rel if rel.startswith(PROJECT_DIRS) else ""
 
 
-def read_py_spy(raw: Path, jobs: list[str]) -> tuple[dict[str, Counter], float]:
-    """py-spy's raw (collapsed) stacks: per ShopLake job, samples by the deepest project frame;
-    and the sampling interval's share of a second (samples -> seconds)."""
+def read_py_spy(raw: Path, jobs: list[str]) -> dict[str, Counter]:
+    """py-spy's raw (collapsed) stacks: per ShopLake job, samples by the deepest project frame."""
     by_job: dict[str, Counter] = defaultdict(Counter)
     for line in raw.read_text(encoding="utf-8").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -213,10 +213,7 @@ def read_py_spy(raw: Path, jobs: list[str]) -> tuple[dict[str, Counter], float]:
         if deepest is not None:
             frame = frames[deepest]
             by_job[owner][f"{frame[: frame.rfind(' (')]} ({files[deepest]}:{frame.rsplit(':', 1)[-1]}"] += int(count)
-    return by_job, 1 / RATE
-
-
-RATE = 50  # py-spy samples per second
+    return by_job
 
 
 # ------------------------------------------------------------------ report
@@ -297,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(child, check=True, cwd=PROJECT_ROOT)
         run = json.loads((work / "run.json").read_text(encoding="utf-8"))
         summaries = [job_summary(w, run["groups"].get(w["job"])) for w in run["windows"] if w["job"] in jobs]
-        stacks = read_py_spy(raw, jobs)[0] if args.py_spy else None
+        stacks = read_py_spy(raw, jobs) if args.py_spy else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = "bench/profile_jobs.py " + " ".join(argv if argv is not None else sys.argv[1:])

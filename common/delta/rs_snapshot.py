@@ -61,6 +61,7 @@ class TableFile:
     rel_path: str  # decoded: the path below the table folder
     size: int
     partition_values: dict[str, str | None]
+    records: int | None = None  # the add action's stats numRecords, when written
 
 
 def locate(path: str) -> Location:
@@ -142,6 +143,7 @@ def snapshot_files(table: TableSpec, dt: DeltaTable) -> list[TableFile]:
             rel_path=unquote(row["path"]),
             size=int(row["size_bytes"]),
             partition_values={c: delta_partition_string(row.get(f"partition.{c}")) for c in table.partition_by},
+            records=row.get("num_records"),
         )
         for row in rows
     ]

@@ -44,7 +44,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, Transaction
 from pyspark.errors import AnalysisException
@@ -142,9 +141,8 @@ class RsDeltaStore(DeltaStore):
     def row_count(self, table: TableSpec) -> int:
         """The sum of the snapshot's per-file record counts (``numRecords``, which this store
         and delta-spark write into every add action's stats); Spark counts when a file has none."""
-        dt = self._open(table)
-        snapshot_files(table, dt)  # refuses, as read does, tables whose files do not hold every row
-        counts = pa.table(dt.get_add_actions(flatten=True)).to_pydict().get("num_records", [])
+        # snapshot_files refuses, as read does, tables whose files do not hold every row.
+        counts = [f.records for f in snapshot_files(table, self._open(table))]
         if any(c is None for c in counts):
             return super().row_count(table)
         return int(sum(counts))
