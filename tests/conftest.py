@@ -64,6 +64,18 @@ TEST_SPARK_CONF = [
 ]
 
 
+# The same for jobs a test starts as a process of their own (``python -m shoplake.cli``, notebook
+# kernels), whose JVMs live for one job: the C1 compiler alone and the serial collector. The suite
+# keeps both cores busy, so CPU is its time, and C2's compile threads and G1's concurrent threads
+# spend CPU that a short-lived JVM never earns back. Not for the shared session, which lives for
+# the whole run: there C2 pays (bench/results/suite_durations.md). C1's frames are larger, so ALS's
+# deep task deserialisation needs a larger thread stack than the default.
+SUBPROCESS_SPARK_CONF = [
+    *TEST_SPARK_CONF,
+    "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m",
+]
+
+
 def delta_spark_skip_reason() -> str | None:
     """Why tests of the delta-spark store cannot run here, or None. Under CI they must
     run: missing jars are an error there, not a skip."""

@@ -12,7 +12,7 @@ import pytest
 
 from common.tables import ALL_TABLES
 from shoplake.registry import run_job
-from tests.conftest import PROJECT_ROOT, TEST_SPARK_CONF, make_config
+from tests.conftest import PROJECT_ROOT, SUBPROCESS_SPARK_CONF, make_config
 
 SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
 
@@ -55,7 +55,7 @@ def lake_with_data(spark, tmp_path, shared_data):
 def cli_sets(tmp_path: Path) -> list[str]:
     args = []
     for item in [
-        *TEST_SPARK_CONF,
+        *SUBPROCESS_SPARK_CONF,
         f"lake.root={tmp_path / 'lake'}",
         f"landing.root={tmp_path / 'landing'}",
         "landing.sources=[cdnow]",

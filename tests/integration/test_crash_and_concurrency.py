@@ -34,7 +34,7 @@ from deltalake import DeltaTable
 from common.tables import ALL_TABLES, BRONZE_DATA_TABLES, BRONZE_QUARANTINE
 from shoplake.generate import generate
 from shoplake.registry import run_job
-from tests.conftest import TEST_SPARK_CONF, make_config, requires_delta_spark
+from tests.conftest import SUBPROCESS_SPARK_CONF, make_config, requires_delta_spark
 
 pytestmark = pytest.mark.slow  # every test starts one or more Spark JVMs as subprocesses
 
@@ -46,7 +46,7 @@ STAGING = "_shoplake_staging"
 # ----------------------------------------------------------------------- helpers
 def cli_args(tmp: Path, job: str, backend: str | None = None) -> list[str]:
     args = [sys.executable, "-m", "shoplake.cli", "run", job]
-    for item in [*TEST_SPARK_CONF, f"lake.root={tmp / 'lake'}", f"landing.root={tmp / 'landing'}"]:
+    for item in [*SUBPROCESS_SPARK_CONF, f"lake.root={tmp / 'lake'}", f"landing.root={tmp / 'landing'}"]:
         args += ["--set", item]
     return args + (["--set", f"lake.backend={backend}"] if backend else [])
 

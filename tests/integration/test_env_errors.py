@@ -25,7 +25,7 @@ from common.errors import ConfigError, DiskFull, EnvironmentProblem, MissingSecr
 from common.tables import ALL_TABLES, BRONZE_ORDERS
 from shoplake.generate import generate
 from shoplake.registry import run_job
-from tests.conftest import TEST_SPARK_CONF, make_config
+from tests.conftest import SUBPROCESS_SPARK_CONF, make_config
 from tests.integration.test_crash_and_concurrency import assert_no_duplicates, read_all
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def shoplake(
 ) -> subprocess.CompletedProcess:
     """``python -m shoplake.cli ARGS --set ...`` on ``lake``; ``prelude`` is Python run
     first in the same process (to make the environment fail from inside)."""
-    sets = [*TEST_SPARK_CONF, f"lake.root={lake}", f"landing.root={tmp / 'landing'}"]
+    sets = [*SUBPROCESS_SPARK_CONF, f"lake.root={lake}", f"landing.root={tmp / 'landing'}"]
     command = [sys.executable, "-m", "shoplake.cli"] if prelude is None else [sys.executable, "-c", prelude]
     return subprocess.run(
         [*command, *args, *(a for s in sets for a in ("--set", s))],

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shoplake.registry import JOBS
-from tests.conftest import PROJECT_ROOT, TEST_SECRET, TEST_SPARK_CONF
+from tests.conftest import PROJECT_ROOT, SUBPROCESS_SPARK_CONF, TEST_SECRET
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "notebooks"
@@ -64,7 +64,7 @@ def test_notebook_runs_top_to_bottom(path, notebook_lake, monkeypatch):
     # a one-point ALS grid (the default grid's eight fits cost minutes and show nothing more).
     monkeypatch.setenv("SHOPLAKE_LAKE", str(notebook_lake))
     monkeypatch.setenv("SHOPLAKE_PSEUDONYM_SECRET", TEST_SECRET)
-    monkeypatch.setenv("SHOPLAKE_SET", ";".join([*TEST_SPARK_CONF, *ONE_POINT_ALS_GRID]))
+    monkeypatch.setenv("SHOPLAKE_SET", ";".join([*SUBPROCESS_SPARK_CONF, *ONE_POINT_ALS_GRID]))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = NotebookClient(
         book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}}

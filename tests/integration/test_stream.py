@@ -46,8 +46,8 @@ from shoplake.report import read_streaming
 from tests.conftest import (
     DELTA_SPARK_SKIP,
     PROJECT_ROOT,
+    SUBPROCESS_SPARK_CONF,
     TEST_SECRET,
-    TEST_SPARK_CONF,
     make_config,
     with_missing_columns,
 )
@@ -433,8 +433,8 @@ def test_a_killed_stream_resumes_with_every_record_once(spark, tmp_path, clickst
     streaming sink passed it too (2026-12-06, by hand: about 3 minutes per backend here)."""
     landing, manifest = clickstream
     cfg = _config(tmp_path, landing, backend)
-    sets = [*TEST_SPARK_CONF, f"lake.backend={backend}", f"lake.root={tmp_path / 'lake'}", f"landing.root={landing}"]
-    sets += ["stream.max_files_per_trigger=1", "stream.trigger_seconds=1"]
+    sets = [*SUBPROCESS_SPARK_CONF, f"lake.backend={backend}", f"lake.root={tmp_path / 'lake'}"]
+    sets += [f"landing.root={landing}", "stream.max_files_per_trigger=1", "stream.trigger_seconds=1"]
     command = [sys.executable, "-m", "shoplake.cli", "stream", *(a for s in sets for a in ("--set", s))]
     store = open_store(spark, cfg)
     first_commit = Path(store.path(SILVER_EVENTS)) / "_delta_log" / f"{0:020d}.json"
