@@ -297,8 +297,14 @@ class RecommendConfig(StrictModel):
     grid: AlsGridConfig = Field(default_factory=AlsGridConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     bm25: Bm25Config = Field(default_factory=Bm25Config)
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    bm25: Bm25Config = Field(default_factory=Bm25Config)
+    evaluation_users: int | None = Field(
+        10000,
+        gt=0,
+        description=(
+            "Validation and test (search, candidate choice, test figures) use the interactions of a seeded "
+            "sample of at most this many users; publishing uses everyone. null: every user."
+        ),
+    )
     preferred_categories: int = Field(2, gt=0, description="Categories per user in the category-popularity baseline.")
     similar_items: int = Field(10, ge=0, description="Neighbours per item in gold.similar_items; 0 skips the table.")
     similar_max_mb: int = Field(

@@ -72,6 +72,21 @@ def random_split(interactions: DataFrame, fraction: float, seed: int, until: dat
     return Split(train, held, {"kind": "random", "test_fraction": fraction, "seed": seed}, until)
 
 
+def sample_users(raw: DataFrame, max_users: int | None, seed: int) -> tuple[DataFrame, dict[str, Any]]:
+    """The interactions of at most ``max_users`` users, every interaction of each (the
+    first ``max_users`` by a seeded hash of ``user_key``, so the same seed draws the same
+    users), and a description; ``raw`` itself when it has no more users than that.
+
+    Fits scale with the users evaluated, so a large shop's search and candidate choice
+    run on a sample while publishing uses everyone."""
+    users = raw.select("user_key").distinct()
+    total = users.count()
+    if max_users is None or total <= max_users:
+        return raw, {"users": total, "of": total}
+    kept = users.orderBy(F.xxhash64("user_key", F.lit(seed)), "user_key").limit(max_users)
+    return raw.join(F.broadcast(kept), "user_key", "left_semi"), {"users": max_users, "of": total, "seed": seed}
+
+
 # ---------------------------------------------------------------------------- evaluation
 def rank_lists(
     fitted: Fitted, split: Split, raw: DataFrame, products: DataFrame, cfg: RecommendConfig, k: int
@@ -96,11 +111,14 @@ def evaluate_methods(
     params: AlsParams,
     catalogue_size: int,
     methods: tuple[str, ...] | list[str],
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Metrics of each of ``methods`` fitted on the split's training side, in that order."""
+    """Metrics of each of ``methods`` fitted on the split's training side, in that order;
+    each method's wall time (fit, lists and metrics) goes into ``seconds`` when given."""
     k = cfg.k
     out = {}
     for method in methods:
+        started = time.monotonic()
         fitted = fit_candidate(method, split.train, cfg, params)
         lists = rank_lists(fitted, split, raw, products, cfg, k).persist()
         try:
@@ -108,6 +126,8 @@ def evaluate_methods(
         finally:
             lists.unpersist()
             release(fitted)
+        if seconds is not None:
+            seconds[method] = round(time.monotonic() - started, 1)
     return out
 
 

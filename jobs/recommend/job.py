@@ -57,6 +57,7 @@ from jobs.recommend.evaluation import (
     evaluate_content_fill,
     evaluate_methods,
     random_split,
+    sample_users,
     time_split,
 )
 from jobs.recommend.report import console_summary, write_report
@@ -93,7 +94,12 @@ def run(
             vectors = content_vectors(products, rc).persist()
             neighbours = vectors.transform(content_neighbours(rc.content.neighbours, NEIGHBOUR)).persist()
             cached += [vectors, neighbours]
-        evaluation = _evaluate(raw, products, rc, as_of, catalogue, cached, neighbours)
+        evaluated, sample = sample_users(raw, rc.evaluation_users, rc.seed)
+        if evaluated is not raw:
+            evaluated = evaluated.persist()
+            cached.append(evaluated)
+        evaluation = _evaluate(evaluated, products, rc, as_of, catalogue, cached, neighbours)
+        evaluation["split"]["users"] = sample
         if vectors is not None:
             evaluation["cold_start"] = _cold_start(raw, products, vectors, rc, as_of)
         placement = evaluation["content_fill"]["placement"]
@@ -240,6 +246,7 @@ def _metrics(as_of: date, evaluation: dict[str, Any], k: int, published: dict[st
         "search": evaluation["search"],
         "cold_start": evaluation.get("cold_start", "skipped: recommend.content.enabled is false or no products"),
         "content_fill": evaluation["content_fill"],
+        "seconds": evaluation["seconds"],
         # Of the published (chosen) model.
         f"ndcg@{k}_relative_gain_vs_most_popular": (chosen_ndcg / pop_ndcg - 1.0)
         if chosen_ndcg is not None and pop_ndcg
@@ -291,6 +298,7 @@ def _evaluate(
         cached.extend([split.train, split.relevant])
     k = rc.k
     candidates = list(dict.fromkeys(rc.candidates))
+    seconds: dict[str, Any] = {"validation": {}, "test": {}}
     validated = validation.train.limit(1).count() and validation.relevant.limit(1).count()
     params, tried, search = grid(rc)[0], [], {"skipped": "als is not a candidate"}
     if ALS_METHOD in candidates:
@@ -298,7 +306,10 @@ def _evaluate(
     scores: dict[str, dict[str, Any]] = {}
     if validated:
         others = [m for m in candidates if m != ALS_METHOD]
-        for method, metrics in evaluate_methods(validation, raw, products, rc, params, catalogue_size, others).items():
+        validated_methods = evaluate_methods(
+            validation, raw, products, rc, params, catalogue_size, others, seconds["validation"]
+        )
+        for method, metrics in validated_methods.items():
             scores[method] = {n: metrics[n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
         if "chosen" in search:
             scores[ALS_METHOD] = {n: search["chosen"][n] for n in (f"ndcg@{k}", f"precision@{k}", "users")}
@@ -315,11 +326,12 @@ def _evaluate(
     tested = test.train.limit(1).count() and test.relevant.limit(1).count()
     if tested:
         methods = [m for m in METHODS if m in candidates or m in (MOST_POPULAR, CATEGORY_POPULAR)]
-        out["test"] = evaluate_methods(test, raw, products, rc, params, catalogue_size, methods)
+        out["test"] = evaluate_methods(test, raw, products, rc, params, catalogue_size, methods, seconds["test"])
     else:
         out["test"] = {}
         log.warning("recommend: no training interactions or test purchases; evaluation skipped")
     out["content_fill"] = _content_fill(test, validation, raw, products, rc, params, chosen, content, catalogue_size)
+    out["seconds"] = {"search": search.get("seconds"), **seconds}
     return out
 
 

@@ -61,6 +61,7 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
         ),
     ]
     lines += _search_lines(metrics.get("search", {}), metrics["validation"], k)
+    lines += _seconds_lines(metrics.get("seconds", {}))
     lines += _cold_start_lines(metrics.get("cold_start"), k)
     lines += _content_fill_lines(metrics.get("content_fill", {}), k)
     pub = metrics["published"]
@@ -76,6 +77,22 @@ def write_report(cfg: ShopLakeConfig, run_id: str, metrics: dict[str, Any], k: i
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     return path if is_local(path) else ""
+
+
+def _seconds_lines(seconds: dict[str, Any]) -> list[str]:
+    """Wall seconds per candidate: fit, lists and metrics, on validation and on test."""
+    methods = list(dict.fromkeys([*seconds.get("validation", {}), *seconds.get("test", {})]))
+    if not methods:
+        return []
+    rows = [[m, *(str(seconds.get(side, {}).get(m, "n/a")) for side in ("validation", "test"))] for m in methods]
+    search = seconds.get("search")
+    return [
+        "",
+        "## Seconds per candidate (fit, lists, metrics)",
+        "",
+        *([f"ALS search on validation: {search} s."] if search is not None else []),
+        *markdown.table(["candidate", "validation s", "test s"], rows),
+    ]
 
 
 SEARCH_COLUMNS = ("rung", "rank", "reg_param", "alpha", "confidence", "max_iter")

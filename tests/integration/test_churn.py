@@ -433,6 +433,11 @@ def test_cdnow_clv_holdout_and_table(spark, cdnow_run):
     print("CDNOW CLV check", json.dumps({k: v for k, v in check.items() if k != "by_repeat_purchases"}))
 
 
+# BG/NBD predicts -12.1% with the published parameters; Pareto/NBD with its published ones
+# (r 0.553, alpha 10.58, s 0.606, beta 11.67; checked by hand, not shipped) predicts 1,665.6, -11.5%.
+# BG/NBD's shortfall is in the customers with one or two calibration repeat purchases (0.52
+# and 1.04 expected against 0.70 and 1.39 bought each), Pareto/NBD's in those with none (0.14
+# against 0.24): the two standard models under-forecast this holdout by the same 11-12%.
 @pytest.mark.xfail(strict=True, reason="issue #23 target; BG/NBD with the published parameters predicts -12.1%")
 def test_cdnow_clv_holdout_total_within_10_percent(cdnow_run):
     _, _, report = cdnow_run

@@ -235,6 +235,41 @@ def test_report_shows_every_method_side_by_side(recommended):
 
 
 @pytest.fixture(scope="module")
+def sampled(spark, shop, tmp_path_factory, secret):
+    """The same shop evaluated on 100 of its users (item-kNN against most popular: no ALS search)."""
+    cfg = shop.copy_to(
+        tmp_path_factory.mktemp("recommend_sampled"),
+        "recommend.evaluation_users=100",
+        "recommend.candidates=[item_knn, most_popular]",
+        "recommend.content.enabled=false",
+        "recommend.similar_items=0",
+    )
+    return cfg, run_job(spark, cfg, "recommend")
+
+
+def test_a_large_shop_is_evaluated_on_a_user_sample_and_published_for_everyone(sampled, recommended):
+    _, result = sampled
+    _, full = recommended
+    metrics = result.metrics
+    everyone = full.metrics["split"]["users"]
+    assert everyone["users"] == everyone["of"] > 100 and "seed" not in everyone
+    assert metrics["split"]["users"] == {"users": 100, "of": everyone["of"], "seed": 42}
+    # Validation and test figures come from the drawn users only ...
+    for side in (metrics["validation_candidates"], metrics["test"]):
+        assert all(0 < row["users"] <= 100 for row in side.values()), side
+    assert metrics["test"]["most_popular"]["users"] < full.metrics["test"]["most_popular"]["users"]
+    # ... the published lists cover every customer, as without the sample.
+    assert metrics["published"]["users"] == full.metrics["published"]["users"]
+    # Each candidate's time is reported (issue #19).
+    seconds = metrics["seconds"]
+    assert set(seconds["validation"]) == {"item_knn", "most_popular"} and seconds["search"] is None
+    assert set(seconds["test"]) == TESTED - {"als", "sar"}
+    text = open(metrics["report"], encoding="utf-8").read()
+    assert "## Seconds per candidate (fit, lists, metrics)" in text
+    assert re.search(r"^\| item_knn \| [\d.]+ \| [\d.]+ \|$", text, re.M)
+
+
+@pytest.fixture(scope="module")
 def online_retail(spark, shared_data, tmp_path_factory, secret):
     cfg = make_config(
         tmp_path_factory.mktemp("online_retail"),

@@ -20,6 +20,7 @@ from jobs.recommend.candidates import (
     sar_affinity,
     sar_neighbours,
 )
+from jobs.recommend.evaluation import sample_users
 
 RAW = "user_key string, item_id string, kind string, ts timestamp, weight double, quantity int"
 
@@ -252,3 +253,23 @@ def test_the_placement_is_the_best_on_validation_and_a_tie_keeps_content_out():
     few = {p: {"ndcg@10": v, "users": 29} for p, v in (("none", 0.1), ("after_model", 0.5), ("before_model", 0.2))}
     assert choose_placement(few, 10, min_users=30) == "none"  # 29 users: the gain is not trusted
     assert choose_placement(few, 10, min_users=29) == "after_model"
+
+
+def test_evaluation_sample_keeps_whole_users_and_is_seeded(spark):
+    # Ten users with 1..10 interactions each.
+    rows = [(f"u{u}", f"i{j}", "view", datetime(2024, 1, 1), 1.0, 0) for u in range(10) for j in range(u + 1)]
+    raw = spark.createDataFrame(rows, RAW)
+    sampled, described = sample_users(raw, 4, seed=7)
+    assert described == {"users": 4, "of": 10, "seed": 7}
+    per_user = {r["user_key"]: r["count"] for r in sampled.groupBy("user_key").count().collect()}
+    assert len(per_user) == 4
+    # Every interaction of a drawn user stays: user uN had N + 1.
+    assert all(n == int(u[1:]) + 1 for u, n in per_user.items())
+    again, _ = sample_users(raw, 4, seed=7)
+    assert {r["user_key"] for r in again.select("user_key").distinct().collect()} == set(per_user)
+    draws = {frozenset(r["user_key"] for r in sample_users(raw, 4, s)[0].select("user_key").distinct().collect())
+             for s in range(1, 6)}  # fmt: skip
+    assert len(draws) > 1  # the seed decides who is drawn
+    # No more users than the bound (or no bound): the interactions themselves.
+    assert sample_users(raw, 10, seed=7) == (raw, {"users": 10, "of": 10})
+    assert sample_users(raw, None, seed=7)[0] is raw
