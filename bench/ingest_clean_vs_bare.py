@@ -28,6 +28,7 @@ import shutil
 import statistics
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from benchargs import bench_parser, emit, per_scale, run_scales, scales_of
@@ -58,13 +59,13 @@ def ingest_and_clean(spark, cfg, lake: Path) -> dict:
     return {**ingested.row_counts, **cleaned.row_counts}
 
 
-def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) -> list[dict]:
+def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path, overrides: tuple = ()) -> list[dict]:
     from common.config import load_config
     from shoplake.generate import generate
 
     landing, lake = work / f"landing-{users}x{days}", work / f"lake-{users}x{days}"
     generate(landing, users, days, seed, date(2024, 1, 1))
-    cfg = load_config("local", [f"lake.root={lake}", f"landing.root={landing}"])
+    cfg = load_config("local", [f"lake.root={lake}", f"landing.root={landing}", *overrides])
     results = []
     for run in range(1, runs + 1):
         timings: dict[str, float] = {}
@@ -90,6 +91,8 @@ def run_scale(spark, users: int, days: int, runs: int, seed: int, work: Path) ->
 
 def main() -> None:
     parser = bench_parser(__doc__, runs=3, seed=42)
+    # e.g. --set spark.conf.spark.driver.memory=12g at 10M events
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args()
     scales = scales_of(args, ["10000x90", "100000x90"])
     os.environ.setdefault("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret-not-for-production")
@@ -97,14 +100,14 @@ def main() -> None:
     from common.config import load_config
     from common.spark import build_spark
 
-    spark = build_spark(load_config("local"))
-    rows = run_scales(spark, run_scale, scales, args, "ingest-clean-vs-bare")
+    spark = build_spark(load_config("local", args.set))
+    rows = run_scales(spark, partial(run_scale, overrides=tuple(args.set)), scales, args, "ingest-clean-vs-bare")
     scale_args = " ".join(f"--scale {u}x{d}" for u, d in scales)
     lines = [
         "# Ingest + clean vs a bare Spark read-and-write of the same landing files",
         "",
         f"Command: `SHOPLAKE_PSEUDONYM_SECRET=bench .venv/bin/python bench/ingest_clean_vs_bare.py {scale_args} "
-        f"--runs {args.runs} --seed {args.seed}`",
+        f"--runs {args.runs} --seed {args.seed}" + "".join(f" --set {o}" for o in args.set) + "`",
         "",
         f"Machine: {platform.platform()}, 2 CPUs (shared, noisy), Spark local, conf/local.yaml, the lake backend "
         "it picks. Both timings of a row come from the same process; the job that ran first alternates.",
