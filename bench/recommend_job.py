@@ -27,8 +27,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -40,8 +42,6 @@ BUILT = ".built"  # written once ingest and clean finished, so a half-built lake
 
 def build_lake(spark, cfg, landing: Path, lake: Path, users: int, days: int, seed: int) -> float:
     """Generate, ingest and clean the shop unless ``lake`` was built before; seconds taken."""
-    import shutil
-
     from shoplake.generate import generate
     from shoplake.registry import run_job
 
@@ -133,8 +133,6 @@ def _overrides(row: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
     from common.config import load_config
     from common.spark import build_spark
 
@@ -161,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
         if not args.lakes:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     return 0
 
