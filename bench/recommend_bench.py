@@ -10,8 +10,9 @@ timed), build the interactions up to the last order day and the paid baskets
   job's first grid point (the recommend job fits one such model per grid point,
   plus one per evaluation and one to publish);
 - recommend-for-all: ``jobs.recommend.candidates.als_candidates`` for every known user
-  (``recommendForAllUsers`` with the seen-item margin, ids mapped back, seen items
-  removed), materialised with a count;
+  (``common.neighbours.top_unseen`` on the factors, seen items masked, ids mapped back;
+  before 2026-12-07 ``recommendForAllUsers`` with a seen-item margin and an anti-join),
+  materialised with a count;
 - FP-growth: ``jobs.basket.mine`` on the shop's baskets (itemsets and rules counted).
 
 Groceries (``../shared/data/groceries/groceries.csv``, 9,835 baskets): Spark via

@@ -29,6 +29,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,7 +82,7 @@ def run_scale(spark, users: int, days: int, args, work: Path) -> list[dict]:
                 "seconds": m["seconds"], "chosen": m["chosen_model"],
                 "chosen_ndcg": test.get(m["chosen_model"], {}).get("ndcg@10"),
                 "popular_ndcg": test.get("most_popular", {}).get("ndcg@10"),
-                "published_users": m["published"]["users"], "overrides": args.set,
+                "published_users": m["published"]["users"], "overrides": args.set, "code": args.label,
             }
         )  # fmt: skip
         print("RESULT " + json.dumps(rows[-1]), flush=True)
@@ -97,15 +98,16 @@ def markdown(rows: list[dict], command: str) -> list[str]:
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Spark local (conf/local.yaml). Seconds are "
         "wall-clock on a shared machine; compare within a table.",
         "",
-        "| users x days | overrides | silver events | run | evaluated users | search fits | search s | total s "
-        "| chosen | chosen / popular NDCG@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| users x days | code | overrides | silver events | run | evaluated users | search fits | search s "
+        "| total s | chosen | chosen / popular NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ev = r["evaluated"]
         ratio = r["chosen_ndcg"] / r["popular_ndcg"] if r["chosen_ndcg"] and r["popular_ndcg"] else None
         lines.append(
-            f"| {r['users']:,} x {r['days']} | {_overrides(r)} | {r['silver_events']:,} | {r['run']} "
+            f"| {r['users']:,} x {r['days']} | {r.get('code', '')} | {_overrides(r)} | {r['silver_events']:,} "
+            f"| {r['run']} "
             f"| {ev['users']:,} of {ev['of']:,} "
             f"| {r['search_fits']} | {r['seconds']['search']} | {r['wall_s']:.0f} | {r['chosen']} "
             f"| {'n/a' if ratio is None else f'{ratio:.2f}'} |"
@@ -113,18 +115,48 @@ def markdown(rows: list[dict], command: str) -> list[str]:
     lines += ["", "Seconds per candidate (fit, lists and metrics on the evaluated users):", ""]
     methods = sorted({m for r in rows for side in ("validation", "test") for m in r["seconds"][side]})
     lines += [
-        "| users x days | overrides | run | " + " | ".join(f"{m} val / test" for m in methods) + " |",
-        "|---|---|---|" + "---|" * len(methods),
+        "| users x days | code | overrides | run | " + " | ".join(f"{m} val / test" for m in methods) + " |",
+        "|---|---|---|---|" + "---|" * len(methods),
     ]
     for r in rows:
         cells = [f"{r['seconds']['validation'].get(m, '-')} / {r['seconds']['test'].get(m, '-')}" for m in methods]
-        lines.append(f"| {r['users']:,} x {r['days']} | {_overrides(r)} | {r['run']} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['users']:,} x {r['days']} | {r.get('code', '')} | {_overrides(r)} | {r['run']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines.append("")
-    for key in dict.fromkeys((r["users"], r["days"], _overrides(r)) for r in rows):
-        walls = [r["wall_s"] for r in rows if (r["users"], r["days"], _overrides(r)) == key]
+    for key in dict.fromkeys((r["users"], r["days"], _overrides(r), r.get("code", "")) for r in rows):
+        walls = [r["wall_s"] for r in rows if (r["users"], r["days"], _overrides(r), r.get("code", "")) == key]
         median = statistics.median(walls)
-        lines.append(f"- users={key[0]:,}, days={key[1]}, {key[2]}: median {median:.0f} s over {len(walls)} run(s)")
+        code = f", code {key[3]}" if key[3] else ""
+        lines.append(
+            f"- users={key[0]:,}, days={key[1]}, {key[2]}{code}: median {median:.0f} s over {len(walls)} run(s)"
+        )
     return lines
+
+
+NOTES = "Notes"  # hand-written notes below the tables start with this word; a rerun keeps them
+
+
+def _kept_notes(out: str | None) -> list[str]:
+    """The notes section of the existing ``out`` file (from its first line starting with
+    ``Notes``), so regenerating the tables does not lose what was written about the runs."""
+    if not out or not Path(out).exists():
+        return []
+    lines = Path(out).read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(NOTES)), None)
+    return [] if start is None else ["", *lines[start:]]
+
+
+def _git_label() -> str:
+    """The checkout's short commit, with ``+dirty`` when files differ from it; "" outside git."""
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+dirty" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _overrides(row: dict) -> str:
@@ -140,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--lakes", default=None, help="folder keeping each scale's landing files and lake")
     parser.add_argument("--results", default=None, help="JSON-lines file: earlier runs are kept, new ones appended")
+    parser.add_argument("--label", default=_git_label(), help="which code ran (default: the git commit, +dirty)")
     args = parser.parse_args(argv)
     os.environ.setdefault("SHOPLAKE_PSEUDONYM_SECRET", "bench-secret-not-for-production")
     command = "python bench/recommend_job.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -155,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.results:
                 with open(args.results, "a") as sink:
                     sink.writelines(json.dumps(r) + "\n" for r in new)
-            emit(markdown(rows, command), args.out)
+            emit(markdown(rows, command) + _kept_notes(args.out), args.out)
     finally:
         spark.stop()
         if not args.lakes:

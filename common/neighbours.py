@@ -1,12 +1,15 @@
 """Exact top-k nearest neighbours by cosine similarity, without materialising all pairs.
 
 One routine for every item-to-item feature (similar items from ALS factors; item-kNN
-and content-based neighbours reuse it):
+and content-based neighbours reuse it), and its user-to-item twin for lists:
 
 - :func:`dense_top_k`: rows of dense vectors (ALS item factors, embeddings).
 - :func:`sparse_top_k`: ``(row, item, value)`` triplets of a sparse matrix (users x
   items); cosine between the item columns, or (SAR) Jaccard or lift of their
   co-occurrence counts on the binarised matrix.
+- :func:`top_unseen`: each user's best unseen items by the dot product of user and
+  item vectors (ALS recommendations; the popularity fallback), the item vectors
+  broadcast the same way, the users' vectors and seen items streamed past them.
 
 How it scales. The unit-normalised vectors (items x rank doubles, or the sparse
 matrix's non-zeros) are collected once and broadcast to the executors. The items are
@@ -139,6 +142,43 @@ def _finish(
     return rows[keep], cols[keep], vals[keep]
 
 
+def block_top_k(
+    query: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    decimals: int,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    chunk: int = CANDIDATE_CHUNK,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each ``query`` row's best ``k`` ``candidates`` rows by dot product, rounded to ``decimals``.
+
+    ``exclude``: ``(row, column)`` pairs that are never chosen (an item itself, items a user
+    has seen). Returns ``(row, column, score)`` in :func:`select_top_k` order, rows numbered
+    within ``query``; a row with fewer than ``k`` allowed candidates gets the ones it has.
+    """
+    n = candidates.shape[0]
+    tol = 10.0**-decimals
+    best = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+    ex_rows, ex_cols = exclude if exclude is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
+    for c0 in range(0, n, chunk):
+        c1 = min(n, c0 + chunk)
+        scores = query @ candidates[c0:c1].T
+        inside = (ex_cols >= c0) & (ex_cols < c1)
+        scores[ex_rows[inside], ex_cols[inside] - c0] = -np.inf
+        width = c1 - c0
+        keep = min(k, width)
+        # Anything that could round to at least the k-th largest value stays a candidate:
+        # rounding decides ties, so the cut must not split values equal after rounding.
+        kth = np.partition(scores, width - keep, axis=1)[:, width - keep]
+        r, c = np.nonzero((scores >= (kth - tol)[:, None]) & np.isfinite(scores))
+        v = np.round(scores[r, c], decimals)
+        rows = np.concatenate([best[0], r])
+        cols = np.concatenate([best[1], c + c0])
+        vals = np.concatenate([best[2], v])
+        best = select_top_k(rows, cols, vals, k)
+    return best
+
+
 def dense_block(
     unit: np.ndarray,
     start: int,
@@ -152,28 +192,9 @@ def dense_block(
 
     Returns ``(row, neighbour, similarity)`` with global row numbers, ``select_top_k`` order.
     """
-    query = unit[start:stop]
-    n = unit.shape[0]
-    tol = 10.0**-decimals
-    best = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
     local = np.arange(stop - start)
-    for c0 in range(0, n, chunk):
-        c1 = min(n, c0 + chunk)
-        scores = query @ unit[c0:c1].T
-        self_in_chunk = (local + start >= c0) & (local + start < c1)
-        scores[local[self_in_chunk], local[self_in_chunk] + start - c0] = -np.inf
-        width = c1 - c0
-        keep = min(k, width)
-        # Anything that could round to at least the k-th largest value stays a candidate:
-        # rounding decides ties, so the cut must not split values equal after rounding.
-        kth = np.partition(scores, width - keep, axis=1)[:, width - keep]
-        r, c = np.nonzero((scores >= (kth - tol)[:, None]) & np.isfinite(scores))
-        v = np.round(scores[r, c], decimals)
-        rows = np.concatenate([best[0], r + start])
-        cols = np.concatenate([best[1], c + c0])
-        vals = np.concatenate([best[2], v])
-        best = select_top_k(rows, cols, vals, k)
-    return _finish(*best, decimals, min_similarity, nonzero=False)
+    rows, cols, vals = block_top_k(unit[start:stop], unit, k, decimals, (local, local + start), chunk)
+    return _finish(rows + start, cols, vals, decimals, min_similarity, nonzero=False)
 
 
 def sparse_block(
@@ -261,6 +282,38 @@ def _ids_of(table: pa.Table) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
+def _vector_array(df: DataFrame, vector_col: str):
+    """``vector_col`` as ``array<double>`` (an ml Vector is converted)."""
+    vec = F.col(vector_col)
+    if isinstance(df.schema[vector_col].dataType, VectorUDT):
+        vec = vector_to_array(vec)
+    return vec.cast("array<double>")
+
+
+def _collect_vectors(
+    df: DataFrame, id_col: str, vector_col: str, max_bytes: int, what: str
+) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """The rows of ``df`` on the driver, sorted by id: ids (numpy and Arrow) and the
+    vectors as a rows x dimensions matrix; the bound is checked before anything is collected."""
+    prepared = df.select(F.col(id_col).alias("_id"), _vector_array(df, vector_col).alias("_v"))
+    sizes = prepared.agg(F.count("*").alias("n"), F.max(F.size("_v")).alias("d")).first()
+    count, dim = sizes["n"], max(sizes["d"] or 0, 0)
+    check_dense_size(count, dim, max_bytes, what=what)
+    table = prepared.toArrow()
+    ids = _ids_of(table)
+    lengths = pc.list_value_length(table.column("_v")).to_numpy(zero_copy_only=False)
+    if table.column("_v").null_count or (len(lengths) and (lengths != dim).any()):
+        raise ValueError(f"{what}: {vector_col} must be non-null vectors of one length ({dim})")
+    matrix = pc.list_flatten(table.column("_v")).to_numpy(zero_copy_only=False).astype(np.float64)
+    matrix = matrix.reshape(len(ids), dim)
+    order = _sorted_ids(ids)
+    arrow_ids = table.column("_id").combine_chunks().take(pa.array(order))
+    ids, matrix = ids[order], matrix[order]
+    if len(ids) > 1 and (ids[1:] == ids[:-1]).any():
+        raise ValueError(f"{what}: {id_col} has duplicate ids")
+    return ids, arrow_ids, matrix
+
+
 def dense_top_k(
     df: DataFrame,
     k: int,
@@ -298,27 +351,8 @@ def dense_top_k(
     """
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    vec = F.col(vector_col)
-    if isinstance(df.schema[vector_col].dataType, VectorUDT):
-        vec = vector_to_array(vec)
     id_type = df.schema[id_col].dataType
-    prepared = df.select(F.col(id_col).alias("_id"), vec.cast("array<double>").alias("_v"))
-    # One pass for the bound check, before anything is collected.
-    sizes = prepared.agg(F.count("*").alias("n"), F.max(F.size("_v")).alias("d")).first()
-    count, dim = sizes["n"], max(sizes["d"] or 0, 0)
-    check_dense_size(count, dim, max_bytes)
-    table = prepared.toArrow()
-    ids = _ids_of(table)
-    lengths = pc.list_value_length(table.column("_v")).to_numpy(zero_copy_only=False)
-    if table.column("_v").null_count or (len(lengths) and (lengths != dim).any()):
-        raise ValueError(f"dense_top_k: {vector_col} must be non-null vectors of one length ({dim})")
-    matrix = pc.list_flatten(table.column("_v")).to_numpy(zero_copy_only=False).astype(np.float64)
-    matrix = matrix.reshape(len(ids), dim)
-    del table
-    order = _sorted_ids(ids)
-    ids, matrix = ids[order], matrix[order]
-    if len(ids) > 1 and (ids[1:] == ids[:-1]).any():
-        raise ValueError(f"dense_top_k: {id_col} has duplicate ids")
+    ids, _, matrix = _collect_vectors(df, id_col, vector_col, max_bytes, "dense_top_k")
     norms = np.linalg.norm(matrix, axis=1)
     # A zero vector stays zero: similarity 0 with everything rather than NaN.
     unit = matrix / np.where(norms > 0, norms, 1.0)[:, None]
@@ -329,6 +363,249 @@ def dense_top_k(
         return dense_block(value[1], start, stop, k, decimals, min_similarity, candidate_chunk)
 
     return _run_blocks(df, bounds, (ids, unit), block, id_type, id_col, out_col)
+
+
+def top_unseen(
+    users: DataFrame,
+    items: DataFrame,
+    seen: DataFrame,
+    n: int,
+    user_col: str = "user",
+    item_col: str = "item",
+    vector_col: str = "features",
+    score_col: str = "score",
+    *,
+    decimals: int = DEFAULT_DECIMALS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    query_block: int = QUERY_BLOCK,
+    candidate_chunk: int = CANDIDATE_CHUNK,
+) -> DataFrame:
+    """Each user's best ``n`` items by the dot product of user and item vectors, leaving out
+    the items the user has seen (ALS lists; a popularity list with one-dimensional vectors).
+
+    The item vectors are broadcast as :func:`dense_top_k` broadcasts them; each user row
+    carries its vector and its seen items, so a task scores a block of users against the
+    items with a matrix product, sets the seen cells to minus infinity and keeps the best
+    ``n``: exactly ``n`` per user whatever they have seen, no margin asked for and no
+    seen-item join over the candidates afterwards.
+
+    Args:
+        users: One row per user: ``user_col`` and ``vector_col`` (array or ml Vector).
+        items: One row per item: ``item_col`` (unique, not null) and ``vector_col``, of the users' length.
+        seen: ``user_col, item_col`` pairs to leave out (items not in ``items`` are ignored).
+        n: Items per user (positive).
+        user_col: User column; the output keeps its name and type.
+        item_col: Item column; the output keeps its name and type.
+        vector_col: Vector column of ``users`` and ``items``.
+        score_col: Name of the score column in the output.
+        decimals: Scores are rounded to this many decimals before ranking (ties go to the smaller item id).
+        max_bytes: Bound on the broadcast item vectors (items x dimensions x 8 bytes).
+        query_block: Users per matrix product.
+        candidate_chunk: Items scored per matrix product.
+
+    Returns:
+        ``user_col, rank, item_col, score_col``: up to ``n`` rows per user (fewer when fewer are
+        unseen), rank 1 the highest score.
+
+    Raises:
+        ConfigError: when the item vectors would exceed ``max_bytes``.
+        ValueError: on null or duplicate item ids, or vectors of different lengths.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    item_type = items.schema[item_col].dataType
+    _, arrow_ids, matrix = _collect_vectors(items, item_col, vector_col, max_bytes, "top_unseen")
+    dim = matrix.shape[1]
+    shared = users.sparkSession.sparkContext.broadcast((arrow_ids, matrix))
+    seen_lists = _seen_lists(seen, user_col, item_col, item_type)
+    queries = users.select(F.col(user_col).alias("_u"), _vector_array(users, vector_col).alias("_v")).join(
+        seen_lists, "_u", "left"
+    )
+    schema = _list_schema(users.schema[user_col].dataType, item_type, user_col, item_col, score_col)
+
+    def best(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        ids, candidates = shared.value
+        for batch in batches:
+            vectors, seen_col = batch.column("_v"), batch.column("_seen")
+            lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+            if vectors.null_count or (len(lengths) and (lengths != dim).any()):
+                raise ValueError(f"top_unseen: {vector_col} of the users must be non-null vectors of length {dim}")
+            query = pc.list_flatten(vectors).to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, dim)
+            flat = pc.list_flatten(seen_col)
+            owners, positions, _ = _positions(seen_col, flat, ids if ids.type == flat.type else ids.cast(flat.type))
+            for start in range(0, batch.num_rows, query_block):
+                stop = min(batch.num_rows, start + query_block)
+                mine = (owners >= start) & (owners < stop)
+                rows, cols, vals = block_top_k(
+                    query[start:stop], candidates, n, decimals, (owners[mine] - start, positions[mine]), candidate_chunk
+                )
+                yield _list_batch(batch.column("_u"), rows, start, ids, cols, vals, seen_col.type.value_type, schema)
+
+    return queries.mapInArrow(best, schema)
+
+
+def top_unseen_neighbours(
+    weights: DataFrame,
+    neighbours: DataFrame,
+    seen: DataFrame,
+    n: int,
+    user_col: str = "user",
+    item_col: str = "item",
+    neighbour_col: str = "neighbour",
+    weight_col: str = "weight",
+    score_col: str = "score",
+    *,
+    decimals: int = DEFAULT_DECIMALS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    pairs_per_block: int = SPARSE_PAIRS_PER_BLOCK,
+) -> DataFrame:
+    """Each user's best ``n`` unseen items by neighbourhood scoring (item-kNN, SAR, content):
+    score(user, j) = sum over the user's items i of weight(user, i) x similarity(i, j), for
+    the neighbours j of the user's items.
+
+    The neighbour table is broadcast as a sparse items x items matrix; each user row
+    carries its weighted items and its seen items, so a task multiplies a block of users'
+    sparse weights by it (scipy), drops the seen cells and keeps the best ``n``. No row
+    pairs a user's item with its neighbours, which at 100 items x 200 neighbours per user
+    would be 20,000 rows per user before any aggregation.
+
+    Args:
+        weights: ``user_col, item_col, weight_col`` (one row per pair).
+        neighbours: ``item_col, neighbour_col, similarity`` (one row per pair).
+        seen: ``user_col, item_col`` pairs to leave out.
+        n: Items per user (positive).
+        user_col, item_col, neighbour_col, weight_col: Column names; the output keeps the
+            user's and the item's names and types.
+        score_col: Name of the score column in the output.
+        decimals: Scores are rounded to this many decimals before ranking (ties go to the smaller item id).
+        max_bytes: Bound on the broadcast neighbour table (its pairs at 24 bytes each).
+        pairs_per_block: Users are cut into blocks whose product has at most about this many entries.
+
+    Returns:
+        ``user_col, rank, item_col, score_col``: up to ``n`` rows per user that has a weighted
+        item with an unseen neighbour, rank 1 the highest score.
+
+    Raises:
+        ConfigError: when the neighbour table would exceed ``max_bytes``.
+    """
+    import scipy.sparse as sp
+
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    item_type = weights.schema[item_col].dataType
+    pairs = neighbours.select(
+        F.col(item_col).cast(item_type).alias("_i"), F.col(neighbour_col).cast(item_type).alias("_j"),
+        F.col(SIMILARITY).cast("double").alias("_s"),
+    ).where(F.col("_i").isNotNull() & F.col("_j").isNotNull() & F.col("_s").isNotNull())  # fmt: skip
+    count = pairs.count()
+    if count * 24 > max_bytes:
+        raise ConfigError(
+            f"top_unseen_neighbours: {count:,} neighbour pairs is {_fmt_bytes(count * 24)} to broadcast, "
+            f"above the bound of {_fmt_bytes(max_bytes)}; use fewer neighbours per item"
+        )
+    table = pairs.toArrow()
+    both = pa.concat_arrays([table.column("_i").combine_chunks(), table.column("_j").combine_chunks()])
+    ids, index = np.unique(both.to_numpy(zero_copy_only=False), return_inverse=True)  # sorted: id order
+    arrow_ids = pa.array(ids, type=both.type)
+    rows, cols = index[:count], index[count:]
+    similarity = table.column("_s").to_numpy(zero_copy_only=False).astype(np.float64)
+    matrix = sp.csr_matrix((similarity, (rows, cols)), shape=(len(ids), len(ids)))
+    del table, both
+    shared = weights.sparkSession.sparkContext.broadcast((arrow_ids, matrix))
+    per_user = (
+        weights.select(
+            F.col(user_col).alias("_u"),
+            F.struct(F.col(item_col).alias("_i"), F.col(weight_col).cast("double").alias("_w")).alias("_c"),
+        )
+        .where(F.col("_u").isNotNull() & F.col(item_col).isNotNull())
+        .groupBy("_u")
+        .agg(F.collect_list("_c").alias("_items"))
+    )
+    seen_lists = _seen_lists(seen, user_col, item_col, item_type)
+    schema = _list_schema(weights.schema[user_col].dataType, item_type, user_col, item_col, score_col)
+
+    def best(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        ids, similar = shared.value
+        size = len(ids)
+        fan_out = np.diff(similar.indptr)  # neighbours per item: a weighted item's product entries
+        for batch in batches:
+            users = batch.num_rows
+            items = batch.column("_items")
+            flat = pc.list_flatten(items)
+            item_values = pc.struct_field(flat, "_i")  # struct_field, unlike .field(), keeps slice offsets
+            known = ids if ids.type == item_values.type else ids.cast(item_values.type)
+            owner, position, kept = _positions(items, item_values, known)
+            weight = pc.struct_field(flat, "_w").fill_null(0.0).to_numpy(zero_copy_only=False)[kept]
+            user_items = sp.csr_matrix((weight, (owner, position)), shape=(users, size))
+            seen_col = batch.column("_seen")
+            seen_owner, seen_position, _ = _positions(seen_col, pc.list_flatten(seen_col), known)
+            cost = (user_items != 0).astype(np.int64) @ fan_out
+            for start, stop in _cut(cost, pairs_per_block):
+                product = (user_items[start:stop] @ similar).tocoo()
+                r, c = product.row.astype(np.int64), product.col.astype(np.int64)
+                mine = (seen_owner >= start) & (seen_owner < stop)
+                unseen = ~np.isin(r * size + c, (seen_owner[mine] - start) * size + seen_position[mine])
+                r, c, v = select_top_k(r[unseen], c[unseen], np.round(product.data[unseen], decimals), n)
+                yield _list_batch(batch.column("_u"), r, start, ids, c, v, item_values.type, schema)
+
+    return per_user.join(seen_lists, "_u", "left").mapInArrow(best, schema)
+
+
+def _seen_lists(seen: DataFrame, user_col: str, item_col: str, item_type: T.DataType) -> DataFrame:
+    """``_u, _seen``: each user's seen items as one list."""
+    return (
+        seen.select(F.col(user_col).alias("_u"), F.col(item_col).cast(item_type).alias("_s"))
+        .where(F.col("_u").isNotNull() & F.col("_s").isNotNull())
+        .groupBy("_u")
+        .agg(F.collect_list("_s").alias("_seen"))
+    )
+
+
+def _list_schema(
+    user_type: T.DataType, item_type: T.DataType, user_col: str, item_col: str, score_col: str
+) -> T.StructType:
+    return T.StructType(
+        [
+            T.StructField(user_col, user_type, False),
+            T.StructField(RANK, T.IntegerType(), False),
+            T.StructField(item_col, item_type, False),
+            T.StructField(score_col, T.DoubleType(), False),
+        ]
+    )
+
+
+def _list_batch(
+    users: pa.Array,
+    rows: np.ndarray,
+    start: int,
+    ids: pa.Array,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    item_type: pa.DataType,
+    schema: T.StructType,
+) -> pa.RecordBatch:
+    """The kept ``(row, column, score)`` triplets (rows from ``start`` of the batch's ``users``,
+    in :func:`select_top_k` order) as a batch of ``user, rank, item, score``."""
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
+    return pa.RecordBatch.from_arrays(
+        [
+            users.take(pa.array(rows + start)),
+            pa.array(rank.astype(np.int32)),
+            ids.take(pa.array(cols)).cast(item_type),
+            pa.array(vals, pa.float64()),
+        ],
+        names=schema.names,
+    )
+
+
+def _positions(lists: pa.Array, flat: pa.Array, ids: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, position, kept)`` of the values of the list column that are among ``ids``
+    (``flat``: its flattened values; ``kept`` marks them among ``flat``); null lists hold nothing."""
+    counts = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    positions = pc.index_in(flat, value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False)
+    owners = np.repeat(np.arange(len(lists)), counts)
+    kept = positions >= 0
+    return owners[kept], positions[kept].astype(np.int64), kept
 
 
 def sparse_top_k(

@@ -310,7 +310,7 @@ class RecommendConfig(StrictModel):
     similar_max_mb: int = Field(
         1024,
         gt=0,
-        description="Bound on the item factors broadcast by the exact similar-items search (items x rank x 8 bytes).",
+        description="Bound on the ALS item factors broadcast for the lists and similar items (items x rank x 8 bytes).",
     )
     seed: int = 42
 

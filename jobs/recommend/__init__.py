@@ -24,8 +24,10 @@ then top-N recommendations from the winner and similar items as of a date.
      of affinity x similarity over the user's items, the affinity being the
      interaction strength decayed with ``sar.half_life_days``.
 
-   Both score through user-items x item-neighbours joins (common.neighbours finds the
-   neighbours exactly without a pair table), so no list joins users with the catalogue.
+   Both score with common.neighbours.top_unseen_neighbours: sparse products of the
+   users' weights and the broadcast neighbour matrix on the executors, seen items
+   masked, ``top_n`` kept; no row pairs a user with an item or an item with a
+   neighbour (common.neighbours also finds the neighbours, exactly, without a pair table).
 3. Relevant items are test-period purchases the user had not touched in
    training: already-seen items are excluded from every list and from scoring.
 4. Publish: the winner refitted on everything up to the as-of day (ALS model, or the
@@ -36,9 +38,11 @@ then top-N recommendations from the winner and similar items as of a date.
    items' content neighbours (reason ``content``), before or after the model's
    picks or not at all, as validation decides for such users
    (:func:`evaluate_content_fill`; at least ``fill_min_users`` of them).
-   ``recommendForAllUsers`` asks ALS for ``top_n`` plus the user's seen-item
-   margin (capped), and fallbacks come from one bounded popular list, so nothing
-   joins every user with every item.
+   ALS's lists are exact: common.neighbours.top_unseen scores blocks of users
+   against the broadcast item factors with a matrix product, masks each user's
+   seen items and keeps ``top_n``; the popular fallback is the same routine over
+   the ``top_n`` + largest-seen-count most popular items. No row joins a user with
+   an item, and no seen-item margin is fetched and thrown away.
 5. ``gold.similar_items``: each item's ``similar_items`` nearest neighbours by
    cosine of the ALS item factors with a positive similarity, exact, from
    common.neighbours (blocked matrix products on the executors: no pair table, no

@@ -17,7 +17,7 @@ from common.asof import on_or_before
 from common.confidence import RAW, apply_confidence
 from common.config import Bm25Config, RecommendConfig
 from common.interactions import IdMap, aggregate
-from common.neighbours import sparse_top_k
+from common.neighbours import DEFAULT_MAX_BYTES, sparse_top_k, top_unseen, top_unseen_neighbours
 
 MODEL, FALLBACK, CONTENT = "model", "fallback", "content"
 # Where a sparse user's content picks go (recommend.content.fill_below), chosen on
@@ -34,7 +34,7 @@ ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR = (
 # Test-table order; category_popular is a baseline only, never published.
 METHODS = (ALS_METHOD, ITEM_KNN, SAR, MOST_POPULAR, CATEGORY_POPULAR)
 NEIGHBOUR = "neighbour_id"
-# Extra candidates asked of ALS to survive the seen-item exclusion, at most this many.
+# Extra candidates per category a user's seen items can remove in the category baseline, at most this many.
 MAX_SEEN_MARGIN = 200
 NO_CATEGORY = "(none)"
 
@@ -91,26 +91,35 @@ def fit_als(train: DataFrame, params: AlsParams, seed: int, bm25: Bm25Config | N
 
 def seen_margin(train: DataFrame) -> int:
     """How many extra candidates a user's seen items can remove (largest seen count, capped)."""
-    most = train.groupBy("user_key").count().agg(F.max("count")).first()[0] or 0
-    return int(min(most, MAX_SEEN_MARGIN))
+    return int(min(_most_seen(train), MAX_SEEN_MARGIN))
 
 
-def als_candidates(model: ALSModel, ids: IdMap, train: DataFrame, users: DataFrame | None, n: int) -> DataFrame:
-    """``user_key, item_id, score`` from ALS: top ``n`` unseen items per known user."""
-    fetch = n + seen_margin(train)
-    if users is None:
-        raw = model.recommendForAllUsers(fetch)
-    else:
-        raw = model.recommendForUserSubset(ids.user_lookup(users).select("user_idx"), fetch)
-    user_keys = ids.user_lookup(train)
-    item_ids = ids.item_lookup(train)
+def _most_seen(train: DataFrame) -> int:
+    return train.groupBy("user_key").count().agg(F.max("count")).first()[0] or 0
+
+
+def als_candidates(
+    model: ALSModel,
+    ids: IdMap,
+    train: DataFrame,
+    users: DataFrame | None,
+    n: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> DataFrame:
+    """``user_key, item_id, score`` from ALS: the top ``n`` unseen items of each known user
+    (of ``users``, or of everyone), exact (common.neighbours.top_unseen on the factors);
+    ``max_bytes`` bounds the broadcast item factors."""
+    user_factors = model.userFactors.select(F.col("id").alias("user_idx"), "features")
+    if users is not None:
+        user_factors = user_factors.join(ids.user_lookup(users).select("user_idx"), "user_idx", "left_semi")
+    item_factors = model.itemFactors.select(F.col("id").alias("item_idx"), "features")
+    seen = ids.to_index(train.select("user_key", "item_id")).select("user_idx", "item_idx")
+    # item_idx follows item_id (alphabetAsc), so ties go to the smaller item id.
+    top = top_unseen(user_factors, item_factors, seen, n, "user_idx", "item_idx", max_bytes=max_bytes)
     return (
-        raw.select("user_idx", F.explode("recommendations").alias("r"))
-        .select("user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").cast("double").alias("score"))
-        .join(user_keys, "user_idx")
-        .join(item_ids, "item_idx")
+        top.join(ids.user_lookup(train), "user_idx")
+        .join(F.broadcast(ids.item_lookup(train)), "item_idx")
         .select("user_key", "item_id", "score")
-        .join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
     )
 
 
@@ -129,16 +138,13 @@ def popularity(train: DataFrame) -> DataFrame:
 def popular_candidates(train: DataFrame, users: DataFrame, n: int) -> DataFrame:
     """``user_key, item_id, score``: the ``n`` most popular items each user has not seen.
 
-    Users meet one bounded list (``n`` + the seen margin), not the catalogue."""
-    m = n + seen_margin(train)
-    window = Window.orderBy(F.col("popularity").desc(), F.col("item_id"))
-    top = popularity(train).withColumn("_r", F.row_number().over(window)).where(F.col("_r") <= m)
-    return (
-        users.select("user_key")
-        .distinct()
-        .crossJoin(F.broadcast(top.select("item_id", F.col("popularity").alias("score"))))
-        .join(train.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
-    )
+    Only the ``n`` + largest-seen-count most popular items can be anyone's, so those are
+    broadcast and each user's seen ones masked (common.neighbours.top_unseen): the
+    users meet a bounded list, not the catalogue."""
+    top = popularity(train).orderBy(F.col("popularity").desc(), "item_id").limit(n + _most_seen(train))
+    items = top.select("item_id", F.array("popularity").alias("features"))
+    queries = users.select("user_key").distinct().withColumn("features", F.array(F.lit(1.0)))
+    return top_unseen(queries, items, train, n, "user_key", "item_id").select("user_key", "item_id", "score")
 
 
 def category_popular_candidates(
@@ -192,20 +198,19 @@ def sar_affinity(raw: DataFrame, train: DataFrame, until: date, half_life_days: 
 
 
 def neighbour_candidates(
-    weights: DataFrame, neighbours: DataFrame, seen: DataFrame, users: DataFrame | None = None
+    weights: DataFrame, neighbours: DataFrame, seen: DataFrame, n: int, users: DataFrame | None = None
 ) -> DataFrame:
-    """``user_key, item_id, score``: sum over the user's items ``i`` of weight(user, i) x
-    similarity(i, item), for the neighbours of the user's items that the user has not seen.
-
-    Rows scale with the users' items x neighbours per item, never users x catalogue."""
+    """``user_key, item_id, score``: each user's best ``n`` by the sum over the user's items
+    ``i`` of weight(user, i) x similarity(i, item), among the neighbours of the user's items
+    that the user has not seen (common.neighbours.top_unseen_neighbours: sparse products on
+    the executors, no user-item x neighbour rows)."""
     if users is not None:
         weights = weights.join(users.select("user_key"), "user_key", "left_semi")
-    return (
-        weights.join(neighbours, "item_id")
-        .groupBy("user_key", F.col(NEIGHBOUR).alias("item_id"))
-        .agg(F.sum(F.col("weight") * F.col("similarity")).alias("score"))
-        .join(seen.select("user_key", "item_id"), ["user_key", "item_id"], "left_anti")
+        seen = seen.join(users.select("user_key"), "user_key", "left_semi")
+    top = top_unseen_neighbours(
+        weights, neighbours, seen.select("user_key", "item_id"), n, "user_key", "item_id", NEIGHBOUR
     )
+    return top.select("user_key", "item_id", "score")
 
 
 @dataclass
@@ -248,14 +253,14 @@ def model_candidates(
     ``train``), seen items excluded; empty for most-popular (the fallback list is its list)."""
     if fitted.method == ALS_METHOD:
         assert fitted.als is not None
-        return als_candidates(*fitted.als, train, users, n)
+        return als_candidates(*fitted.als, train, users, n, rc.similar_max_mb * 2**20)
     if fitted.method == ITEM_KNN:
         # Unweighted: a user's score is the sum of similarities to the items they touched.
         weights = train.select("user_key", "item_id", F.lit(1.0).alias("weight"))
-        return neighbour_candidates(weights, fitted.neighbours, train, users)
+        return neighbour_candidates(weights, fitted.neighbours, train, n, users)
     if fitted.method == SAR:
         weights = sar_affinity(raw, train, until, rc.sar.half_life_days)
-        return neighbour_candidates(weights, fitted.neighbours, train, users)
+        return neighbour_candidates(weights, fitted.neighbours, train, n, users)
     if fitted.method == CATEGORY_POPULAR:
         assert products is not None and users is not None
         return category_popular_candidates(train, products, users, n, rc.preferred_categories)
@@ -300,8 +305,8 @@ def sparse_users(train: DataFrame, below: int) -> DataFrame:
     return counts.where(F.col("_items") < below).select("user_key")
 
 
-def content_fill_candidates(train: DataFrame, neighbours: DataFrame, users: DataFrame) -> DataFrame:
-    """``user_key, item_id, score``: for ``users``, the content neighbours of their items
-    that they have not seen, scored by the sum of cosines to their items."""
+def content_fill_candidates(train: DataFrame, neighbours: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """``user_key, item_id, score``: for ``users``, the best ``n`` content neighbours of their
+    items that they have not seen, scored by the sum of cosines to their items."""
     weights = train.select("user_key", "item_id", F.lit(1.0).alias("weight"))
-    return neighbour_candidates(weights, neighbours, train, users)
+    return neighbour_candidates(weights, neighbours, train, n, users)

@@ -161,7 +161,7 @@ def evaluate_content_fill(
         fitted = fit_candidate(method, split.train, rc, params)
         try:
             primary = model_candidates(fitted, split.train, raw, split.until, rc, sparse, k, products).persist()
-            content = content_fill_candidates(split.train, neighbours, sparse).persist()
+            content = content_fill_candidates(split.train, neighbours, sparse, k).persist()
             cached += [primary, content]
             fallback = popular_candidates(split.train, sparse, k)
             relevant = split.relevant.join(sparse, "user_key", "left_semi")

@@ -61,7 +61,7 @@ from jobs.recommend.evaluation import (
     time_split,
 )
 from jobs.recommend.report import console_summary, write_report
-from jobs.recommend.similar import check_similar_items_size, similar_items
+from jobs.recommend.similar import check_item_factors_size, similar_items
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def run(
     cached: list[DataFrame] = [raw]
     try:
         # Every item touched so far bounds the factor table ALS will publish.
-        check_similar_items_size(rc, raw.select("item_id").distinct().count())
+        check_item_factors_size(rc, raw.select("item_id").distinct().count())
         vectors = neighbours = None
         if rc.content.enabled and products.limit(1).count():
             vectors = content_vectors(products, rc).persist()
@@ -116,7 +116,7 @@ def run(
         fill = None
         if placement != FILL_NONE and neighbours is not None:
             sparse = sparse_users(interactions, rc.content.fill_below)
-            fill = content_fill_candidates(interactions, neighbours, sparse)
+            fill = content_fill_candidates(interactions, neighbours, sparse, rc.top_n)
         recs = top_n_with_fallback(primary, fallback, rc.top_n, fill, placement).withColumn(
             "score", F.round("score", 6)
         )
@@ -174,7 +174,7 @@ def _fit_published(
         model.write().overwrite().save(f"{out.model_dir}/als")
         ids.save(out.model_dir)
         if chosen == ALS_METHOD:
-            out.primary = als_candidates(model, ids, interactions, None, rc.top_n)
+            out.primary = als_candidates(model, ids, interactions, None, rc.top_n, rc.similar_max_mb * 2**20)
         if rc.similar_items:
             similar_content = None if content is None else content.withColumnRenamed(NEIGHBOUR, "similar_item_id")
             out.similar = similar_items(

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from common.config import RecommendConfig
 from common.interactions import IdMap
 from common.neighbours import check_dense_size, dense_top_k
-from jobs.recommend.candidates import CONTENT, FALLBACK, MODEL, NO_CATEGORY, popularity
+from jobs.recommend.candidates import ALS_METHOD, CONTENT, FALLBACK, MODEL, NO_CATEGORY, popularity
 
 
 # ---------------------------------------------------------------------------- similar items
@@ -71,14 +71,15 @@ def similar_items(
     return out if by_content is None else out.unionByName(by_content)
 
 
-def check_similar_items_size(rc: RecommendConfig, items: int) -> None:
-    """Fail before any fitting when ``items`` factors of the grid's largest rank exceed the bound."""
-    if rc.similar_items:
+def check_item_factors_size(rc: RecommendConfig, items: int) -> None:
+    """Fail before any fitting when ``items`` factors of the grid's largest rank exceed the
+    bound: they are broadcast for ALS's lists and for ``gold.similar_items``."""
+    if rc.similar_items or ALS_METHOD in rc.candidates:
         check_dense_size(
             items,
             max(rc.grid.rank),
             rc.similar_max_mb * 2**20,
-            what="recommend: gold.similar_items",
+            what="recommend: the ALS item factors",
             advice="raise recommend.similar_max_mb if the driver and executors have the memory, "
-            "or set recommend.similar_items: 0 to skip the table",
+            "or set recommend.similar_items: 0 and leave als out of recommend.candidates",
         )

@@ -9,7 +9,14 @@ from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import types as T
 
 from common.errors import ConfigError
-from common.neighbours import check_dense_size, dense_top_k, select_top_k, sparse_top_k
+from common.neighbours import (
+    check_dense_size,
+    dense_top_k,
+    select_top_k,
+    sparse_top_k,
+    top_unseen,
+    top_unseen_neighbours,
+)
 
 
 def brute_force(matrix: np.ndarray, ids: list, k: int, *, nonzero: bool = False, min_similarity=None) -> dict:
@@ -124,6 +131,112 @@ def test_dense_bound_names_items_pairs_and_bytes(spark):
         dense_top_k(df, 2, "item", "v", max_bytes=100)
 
 
+def brute_force_unseen(users: np.ndarray, items: np.ndarray, item_ids: list, seen: dict, n: int) -> dict:
+    """``{user: [(item, score), ...]}``: every dot product, seen items out, (score desc, id asc)."""
+    scores = np.round(users @ items.T, 9)
+    out = {}
+    for u in range(len(users)):
+        best = sorted((-scores[u, j], item_ids[j]) for j in range(len(item_ids)) if item_ids[j] not in seen.get(u, ()))
+        if best[:n]:
+            out[u] = [(b, -s) for s, b in best[:n]]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("users", "items", "dim", "n", "block", "chunk", "integer", "seed"),
+    [
+        (7, 5, 2, 10, 4, 3, False, 0),  # n above the items: everyone gets what is unseen
+        (90, 60, 4, 7, 16, 13, False, 1),  # several user blocks and item chunks, uneven
+        (120, 40, 1, 5, 512, 8192, True, 2),  # one dimension of small integers: ties by id
+    ],
+)
+def test_top_unseen_matches_brute_force(spark, users, items, dim, n, block, chunk, integer, seed):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, 3, size=(users, dim)).astype(float) if integer else rng.normal(size=(users, dim))
+    v = rng.integers(0, 4, size=(items, dim)).astype(float) if integer else rng.normal(size=(items, dim))
+    item_ids = [f"p{x:03d}" for x in rng.permutation(items)]  # input order is not id order
+    # Some users have seen nothing, some most of the catalogue, and some pairs name unknown items.
+    seen = {i: set(rng.choice(item_ids, size=rng.integers(0, items), replace=False)) for i in range(users) if i % 5}
+    pairs = [(i, item) for i, items_seen in seen.items() for item in items_seen] + [(1, "unknown"), (1, "unknown")]
+    user_df = spark.createDataFrame(
+        [(i, [float(x) for x in row]) for i, row in enumerate(u)], "user int, v array<double>"
+    )
+    item_df = dense_df(spark, v, item_ids)
+    seen_df = spark.createDataFrame(pairs, "user int, item string")
+    got_df = top_unseen(user_df, item_df, seen_df, n, vector_col="v", query_block=block, candidate_chunk=chunk)
+    assert [f.name for f in got_df.schema] == ["user", "rank", "item", "score"]
+    assert [f.dataType for f in got_df.schema][:3] == [T.IntegerType(), T.IntegerType(), T.StringType()]
+    got: dict = {}
+    for r in sorted(got_df.collect(), key=lambda r: (r["user"], r["rank"])):
+        got.setdefault(r["user"], []).append((r["rank"], r["item"], r["score"]))
+    for lst in got.values():
+        assert [rank for rank, _, _ in lst] == list(range(1, len(lst) + 1))
+    want = brute_force_unseen(u, v, item_ids, seen, n)
+    assert set(got) == set(want)
+    for user in want:
+        assert [b for _, b, _ in got[user]] == [b for b, _ in want[user]], user
+        np.testing.assert_allclose([s for _, _, s in got[user]], [s for _, s in want[user]], atol=1e-6, rtol=0)
+        assert not {b for _, b, _ in got[user]} & seen.get(user, set())
+        assert len(got[user]) == min(n, items - len(seen.get(user, ())))
+
+
+def test_top_unseen_bound_and_vector_lengths(spark):
+    users = spark.createDataFrame([(1, [1.0, 0.0])], "user int, features array<double>")
+    items = spark.createDataFrame([("a", [1.0, 2.0]), ("b", [0.0, 1.0])], "item string, features array<double>")
+    seen = spark.createDataFrame([], "user int, item string")
+    with pytest.raises(ConfigError, match="top_unseen: 2 items x 2 dimensions"):
+        top_unseen(users, items, seen, 1, max_bytes=10)
+    wrong = spark.createDataFrame([(1, [1.0, 0.0, 3.0])], "user int, features array<double>")
+    with pytest.raises(Exception, match="must be non-null vectors of length 2"):
+        top_unseen(wrong, items, seen, 1).collect()
+
+
+@pytest.mark.parametrize(("users", "items", "n", "budget", "seed"), [(40, 30, 5, 10_000_000, 4), (60, 25, 3, 7, 5)])
+def test_top_unseen_neighbours_matches_brute_force(spark, users, items, n, budget, seed):
+    """Scores = weights x neighbour similarities summed per (user, neighbour), seen items out,
+    best n by (score desc, id asc); a budget of 7 cuts the users into many blocks."""
+    rng = np.random.default_rng(seed)
+    ids = [f"p{x:03d}" for x in range(items)]
+    similar = np.where(rng.random((items, items)) < 0.2, rng.integers(1, 4, size=(items, items)) / 4.0, 0.0)
+    np.fill_diagonal(similar, 0.0)
+    weights = np.where(rng.random((users, items)) < 0.15, rng.integers(1, 3, size=(users, items)).astype(float), 0.0)
+    seen = (weights > 0) | (rng.random((users, items)) < 0.1)  # seen: weighted items and a few others
+    scores = np.round(weights @ similar, 9)
+    reached = (weights > 0).astype(int) @ (similar != 0).astype(int) > 0
+    want = {}
+    for u in range(users):
+        best = sorted((-scores[u, j], ids[j]) for j in range(items) if reached[u, j] and not seen[u, j])[:n]
+        if best:
+            want[f"u{u}"] = [(b, -v) for v, b in best]
+    pair_rows = [(ids[i], ids[j], float(similar[i, j])) for i, j in zip(*np.nonzero(similar))]
+    weight_rows = [(f"u{u}", ids[i], float(weights[u, i])) for u, i in zip(*np.nonzero(weights))]
+    seen_rows = [(f"u{u}", ids[i]) for u, i in zip(*np.nonzero(seen))]
+    got_df = top_unseen_neighbours(
+        spark.createDataFrame(weight_rows, "user string, item string, weight double"),
+        spark.createDataFrame(pair_rows, "item string, neighbour string, similarity double"),
+        spark.createDataFrame(seen_rows, "user string, item string"),
+        n,
+        pairs_per_block=budget,
+    )
+    got: dict = {}
+    for r in sorted(got_df.collect(), key=lambda r: (r["user"], r["rank"])):
+        got.setdefault(r["user"], []).append((r["rank"], r["item"], r["score"]))
+    assert set(got) == set(want)
+    for user, lst in got.items():
+        assert [rank for rank, _, _ in lst] == list(range(1, len(lst) + 1))
+        assert [b for _, b, _ in lst] == [b for b, _ in want[user]], user
+        np.testing.assert_allclose([v for _, _, v in lst], [v for _, v in want[user]], atol=1e-9, rtol=0)
+
+
+def test_top_unseen_neighbours_bound_names_the_pairs(spark):
+    pairs = spark.createDataFrame(
+        [("a", "b", 1.0), ("b", "a", 1.0)], "item string, neighbour string, similarity double"
+    )
+    weights = spark.createDataFrame([("u", "a", 1.0)], "user string, item string, weight double")
+    with pytest.raises(ConfigError, match="2 neighbour pairs"):
+        top_unseen_neighbours(weights, pairs, weights.select("user", "item"), 3, max_bytes=10)
+
+
 def sparse_case(rng, users: int, items: int, density: float, integer: bool):
     mask = rng.random((items, users)) < density
     values = rng.integers(1, 4, size=mask.shape).astype(float) if integer else rng.random(mask.shape) + 0.1
@@ -191,13 +304,19 @@ def test_select_top_k_orders_each_row_by_similarity_then_column():
     assert v.tolist() == [0.9, 0.9, 0.5, 0.5]
 
 
-def test_recommend_checks_the_bound_up_front_and_zero_skips_it():
+def test_recommend_checks_the_factor_bound_up_front_unless_nothing_uses_als():
     from common.config import load_config
-    from jobs.recommend.similar import check_similar_items_size
+    from jobs.recommend.similar import check_item_factors_size
 
     rc = load_config("local", ["recommend.similar_max_mb=64", "recommend.grid.rank=[16, 64]"]).recommend
     with pytest.raises(ConfigError, match=r"200,000 items x 64 dimensions .*recommend.similar_items: 0"):
-        check_similar_items_size(rc, 200_000)
-    check_similar_items_size(rc, 100_000)  # 49 MiB: within 64
-    skipped = load_config("local", ["recommend.similar_items=0", "recommend.similar_max_mb=64"]).recommend
-    check_similar_items_size(skipped, 10_000_000)  # the table is skipped, so nothing is too large
+        check_item_factors_size(rc, 200_000)
+    check_item_factors_size(rc, 100_000)  # 49 MiB: within 64
+    without_table = load_config("local", ["recommend.similar_items=0", "recommend.similar_max_mb=64"]).recommend
+    with pytest.raises(ConfigError, match="ALS item factors"):  # ALS's lists broadcast them too
+        check_item_factors_size(without_table, 200_000)
+    skipped = load_config(
+        "local",
+        ["recommend.similar_items=0", "recommend.similar_max_mb=64", "recommend.candidates=[item_knn, most_popular]"],
+    ).recommend
+    check_item_factors_size(skipped, 10_000_000)  # no ALS anywhere, so nothing is too large

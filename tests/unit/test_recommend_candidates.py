@@ -212,7 +212,7 @@ def test_sparse_users_get_content_picks_where_validation_placed_them(spark):
     )
     sparse = sparse_users(train, 2)
     assert [r.user_key for r in sparse.collect()] == ["u1"]
-    content = content_fill_candidates(train, neighbours, sparse)
+    content = content_fill_candidates(train, neighbours, sparse, 10)
     assert sorted((r.user_key, r.item_id, r.score) for r in content.collect()) == [("u1", "b", 0.9), ("u1", "c", 0.5)]
 
     schema = "user_key string, item_id string, score double"
