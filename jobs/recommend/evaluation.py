@@ -46,6 +46,9 @@ class Split:
     relevant: DataFrame  # user_key, item_id bought in the held-out part, unseen in train
     description: dict[str, Any]
     until: date  # the training side's last day (SAR's affinity decays towards its end)
+    # The popular lists of the users with relevant items: every candidate's fallback, so
+    # computed once per split (see with_fallback) rather than once per fit.
+    fallback: DataFrame | None = None
 
 
 def time_split(raw: DataFrame, cutoff: date, end: date, half_life: float | None) -> Split:
@@ -93,9 +96,17 @@ def rank_lists(
 ) -> DataFrame:
     """Top-k lists of the fitted candidate for the users with relevant items (popular fallback for all)."""
     users = split.relevant.select("user_key").distinct()
-    fallback = popular_candidates(split.train, users, k)
+    fallback = split.fallback if split.fallback is not None else popular_candidates(split.train, users, k)
     primary = model_candidates(fitted, split.train, raw, split.until, cfg, users, k, products)
     return top_n_with_fallback(primary, fallback, k)
+
+
+def with_fallback(split: Split, k: int) -> DataFrame:
+    """Persist the split's popular fallback lists (``k`` per user with relevant items) and
+    return them, for the caller to unpersist."""
+    users = split.relevant.select("user_key").distinct()
+    split.fallback = popular_candidates(split.train, users, k).persist()
+    return split.fallback
 
 
 def evaluate_method(lists: DataFrame, split: Split, k: int, catalogue_size: int) -> dict[str, Any]:
@@ -163,7 +174,11 @@ def evaluate_content_fill(
             primary = model_candidates(fitted, split.train, raw, split.until, rc, sparse, k, products).persist()
             content = content_fill_candidates(split.train, neighbours, sparse, k).persist()
             cached += [primary, content]
-            fallback = popular_candidates(split.train, sparse, k)
+            fallback = (
+                popular_candidates(split.train, sparse, k)
+                if split.fallback is None
+                else split.fallback.join(sparse, "user_key", "left_semi")
+            )
             relevant = split.relevant.join(sparse, "user_key", "left_semi")
             cols = ranking.Columns(user="user_key", item="item_id", rank="rank")
             return {

@@ -59,6 +59,7 @@ from jobs.recommend.evaluation import (
     random_split,
     sample_users,
     time_split,
+    with_fallback,
 )
 from jobs.recommend.report import console_summary, write_report
 from jobs.recommend.similar import check_item_factors_size, similar_items
@@ -295,7 +296,7 @@ def _evaluate(
     for split in (test, validation):
         split.train = split.train.persist()
         split.relevant = split.relevant.persist()
-        cached.extend([split.train, split.relevant])
+        cached.extend([split.train, split.relevant, with_fallback(split, rc.k)])
     k = rc.k
     candidates = list(dict.fromkeys(rc.candidates))
     seconds: dict[str, Any] = {"validation": {}, "test": {}}
