@@ -156,7 +156,9 @@ def _git_label() -> str:
         return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD")
-    return commit + ("+dirty" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
+    # The results this script writes do not make the code dirty.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return commit + ("+dirty" if commit and changed else "")
 
 
 def _overrides(row: dict) -> str:
