@@ -414,14 +414,16 @@ def top_unseen(
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     item_type = items.schema[item_col].dataType
+    schema = _list_schema(users.schema[user_col].dataType, item_type, user_col, item_col, score_col)
     _, arrow_ids, matrix = _collect_vectors(items, item_col, vector_col, max_bytes, "top_unseen")
+    if not len(matrix):  # nothing to recommend (e.g. no interactions yet): no lists
+        return users.sparkSession.createDataFrame([], schema)
     dim = matrix.shape[1]
     shared = users.sparkSession.sparkContext.broadcast((arrow_ids, matrix))
     seen_lists = _seen_lists(seen, user_col, item_col, item_type)
     queries = users.select(F.col(user_col).alias("_u"), _vector_array(users, vector_col).alias("_v")).join(
         seen_lists, "_u", "left"
     )
-    schema = _list_schema(users.schema[user_col].dataType, item_type, user_col, item_col, score_col)
 
     def best(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         ids, candidates = shared.value
@@ -497,7 +499,10 @@ def top_unseen_neighbours(
         F.col(item_col).cast(item_type).alias("_i"), F.col(neighbour_col).cast(item_type).alias("_j"),
         F.col(SIMILARITY).cast("double").alias("_s"),
     ).where(F.col("_i").isNotNull() & F.col("_j").isNotNull() & F.col("_s").isNotNull())  # fmt: skip
+    schema = _list_schema(weights.schema[user_col].dataType, item_type, user_col, item_col, score_col)
     count = pairs.count()
+    if not count:  # no item has a neighbour: no lists
+        return weights.sparkSession.createDataFrame([], schema)
     if count * 24 > max_bytes:
         raise ConfigError(
             f"top_unseen_neighbours: {count:,} neighbour pairs is {_fmt_bytes(count * 24)} to broadcast, "
@@ -522,7 +527,6 @@ def top_unseen_neighbours(
         .agg(F.collect_list("_c").alias("_items"))
     )
     seen_lists = _seen_lists(seen, user_col, item_col, item_type)
-    schema = _list_schema(weights.schema[user_col].dataType, item_type, user_col, item_col, score_col)
 
     def best(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         ids, similar = shared.value

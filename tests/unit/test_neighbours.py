@@ -180,12 +180,13 @@ def test_top_unseen_matches_brute_force(spark, users, items, dim, n, block, chun
         assert len(got[user]) == min(n, items - len(seen.get(user, ())))
 
 
-def test_top_unseen_bound_and_vector_lengths(spark):
+def test_top_unseen_bound_vector_lengths_and_no_items(spark):
     users = spark.createDataFrame([(1, [1.0, 0.0])], "user int, features array<double>")
     items = spark.createDataFrame([("a", [1.0, 2.0]), ("b", [0.0, 1.0])], "item string, features array<double>")
     seen = spark.createDataFrame([], "user int, item string")
     with pytest.raises(ConfigError, match="top_unseen: 2 items x 2 dimensions"):
         top_unseen(users, items, seen, 1, max_bytes=10)
+    assert top_unseen(users, items.limit(0), seen, 3).collect() == []  # no items: no lists, no error
     wrong = spark.createDataFrame([(1, [1.0, 0.0, 3.0])], "user int, features array<double>")
     with pytest.raises(Exception, match="must be non-null vectors of length 2"):
         top_unseen(wrong, items, seen, 1).collect()
@@ -228,13 +229,14 @@ def test_top_unseen_neighbours_matches_brute_force(spark, users, items, n, budge
         np.testing.assert_allclose([v for _, _, v in lst], [v for _, v in want[user]], atol=1e-9, rtol=0)
 
 
-def test_top_unseen_neighbours_bound_names_the_pairs(spark):
+def test_top_unseen_neighbours_bound_names_the_pairs_and_no_pairs_give_no_lists(spark):
     pairs = spark.createDataFrame(
         [("a", "b", 1.0), ("b", "a", 1.0)], "item string, neighbour string, similarity double"
     )
     weights = spark.createDataFrame([("u", "a", 1.0)], "user string, item string, weight double")
     with pytest.raises(ConfigError, match="2 neighbour pairs"):
         top_unseen_neighbours(weights, pairs, weights.select("user", "item"), 3, max_bytes=10)
+    assert top_unseen_neighbours(weights, pairs.limit(0), weights.select("user", "item"), 3).collect() == []
 
 
 def sparse_case(rng, users: int, items: int, density: float, integer: bool):
