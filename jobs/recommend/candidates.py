@@ -64,11 +64,14 @@ def grid(cfg: RecommendConfig) -> list[AlsParams]:
 
 
 # ---------------------------------------------------------------------------- fitting
-def fit_als(train: DataFrame, params: AlsParams, seed: int, bm25: Bm25Config | None = None) -> tuple[ALSModel, IdMap]:
+def fit_als(
+    train: DataFrame, params: AlsParams, seed: int, bm25: Bm25Config | None = None, ids: IdMap | None = None
+) -> tuple[ALSModel, IdMap]:
     """Fit implicit-preference ALS on ``user_key, item_id, strength`` rows, the strength
-    first transformed by ``params.confidence`` (``bm25``: that transform's k1 and b)."""
+    first transformed by ``params.confidence`` (``bm25``: that transform's k1 and b);
+    ``ids``: an IdMap already fitted on ``train`` (the search's fits share one)."""
     bm25 = bm25 or Bm25Config()
-    ids = IdMap.fit(train)
+    ids = ids or IdMap.fit(train)
     weighted = apply_confidence(train, params.confidence, bm25.k1, bm25.b)
     indexed = ids.to_index(weighted).select("user_idx", "item_idx", "strength")
     als = ALS(
@@ -222,11 +225,14 @@ class Fitted:
     neighbours: DataFrame | None = None
 
 
-def fit_candidate(method: str, train: DataFrame, rc: RecommendConfig, params: AlsParams | None = None) -> Fitted:
-    """Fit ``method`` on ``train``; the neighbour tables are persisted (callers unpersist via release)."""
+def fit_candidate(
+    method: str, train: DataFrame, rc: RecommendConfig, params: AlsParams | None = None, ids: IdMap | None = None
+) -> Fitted:
+    """Fit ``method`` on ``train`` (ALS: ``ids`` as in fit_als); the neighbour tables are
+    persisted (callers unpersist via release)."""
     if method == ALS_METHOD:
         assert params is not None
-        return Fitted(method, als=fit_als(train, params, rc.seed, rc.bm25))
+        return Fitted(method, als=fit_als(train, params, rc.seed, rc.bm25, ids))
     if method == ITEM_KNN:
         return Fitted(method, neighbours=knn_neighbours(train, rc.knn.neighbours).persist())
     if method == SAR:

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from common import ranking
 from common.config import RecommendConfig
 from common.content import content_scores
-from common.interactions import aggregate, purchases_between
+from common.interactions import IdMap, aggregate, purchases_between
 from common.search import Trial, grid_search, sample_points, successive_halving
 from jobs.recommend.candidates import (
     ALS_METHOD,
@@ -218,11 +218,12 @@ def choose_params(
     def evaluate(params: AlsParams, iterations: int | None) -> tuple[float, dict[str, Any]]:
         if iterations is not None:
             params = replace(params, max_iter=iterations)
-        fitted = fit_candidate(ALS_METHOD, split.train, cfg, params)
+        fitted = fit_candidate(ALS_METHOD, split.train, cfg, params, ids)
         metrics = evaluate_method(rank_lists(fitted, split, raw, products, cfg, k), split, k, catalogue_size)
         return metrics[f"ndcg@{k}"], {n: metrics[n] for n in (f"precision@{k}", "users")}
 
     started = time.monotonic()
+    ids = IdMap.fit(split.train)  # every fit of the search indexes the same training side
     if s.strategy == "grid":
         result = grid_search(grid(cfg), evaluate, s.search_budget_s)
     else:
