@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.errors import InputError, SchemaMismatch
+from common.session_conf import temporary_conf
 from common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -332,20 +333,8 @@ class DeltaStore(ABC):
 
     @contextmanager
     def _temporary_conf(self, conf: Mapping[str, str]) -> Iterator[None]:
-        """Set session settings for one operation and put the previous values back.
-
-        The session is shared, so this is only for settings an operation needs
-        (timestamp encoding, a retention check, the width of VACUUM's listing), not for
-        general tuning.
-        """
-        previous = {key: self.spark.conf.get(key, None) for key in conf}
-        for key, value in conf.items():
-            self.spark.conf.set(key, value)
-        try:
+        """Set session settings for one operation and put the previous values back: only
+        settings an operation needs (timestamp encoding, a retention check, the width of
+        VACUUM's listing), not general tuning."""
+        with temporary_conf(self.spark, conf):
             yield
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    self.spark.conf.unset(key)
-                else:
-                    self.spark.conf.set(key, value)

@@ -8,8 +8,9 @@ One declaration drives two evaluations:
   predicates mirror the ones GX runs on Spark, nulls ignored the same way);
 * :func:`validate_table` runs the table's whole suite with Great Expectations Core 1.x on the
   Spark DataFrame (``SparkDFExecutionEngine``), keeps the results per run and builds GX data
-  docs; :func:`enforce` turns a failed gate into :class:`QualityGateFailed` before anything
-  is published.
+  docs (a job gating several tables builds them once, :func:`build_data_docs`);
+  :func:`enforce` turns a failed gate into :class:`QualityGateFailed` before anything is
+  published.
 
 Levels: ``table`` (any failure, or less than ``mostly`` passing, fails the gate), ``row``
 (failing rows are quarantined; the gate fails only when their share exceeds
@@ -23,7 +24,14 @@ False: missing, null: not checked) that GX validates with ``expect_column_values
 GX is imported inside the functions that need it (about 3 s); nothing here starts a session.
 """
 
-from common.quality.gate import ExpectationOutcome, GateResult, QualityGateFailed, enforce, validate_table
+from common.quality.gate import (
+    ExpectationOutcome,
+    GateResult,
+    QualityGateFailed,
+    build_data_docs,
+    enforce,
+    validate_table,
+)
 from common.quality.rows import split_row_failures, with_reference_checks
 from common.quality.rules import (
     DEFAULT_MAX_FAILURE_SHARE,
@@ -55,6 +63,7 @@ __all__ = [
     "QualityGateFailed",
     "ReferenceRule",
     "TableRules",
+    "build_data_docs",
     "default_reports_dir",
     "enforce",
     "load_quality_rules",

@@ -21,8 +21,12 @@ from common.paths import is_local, local_path
 from common.quality.gx import gx_expectation, import_gx, new_gx_context
 from common.quality.rows import with_reference_checks
 from common.quality.rules import ExpectationRule, ReferenceRule, TableRules, columns_of
+from common.session_conf import temporary_conf
 
 log = logging.getLogger(__name__)
+
+# How many partitions a LIMIT query scans in its first Spark job (Spark's default: 1).
+LIMIT_FIRST_PARTITIONS = "spark.sql.limit.initialNumPartitions"
 
 
 class QualityGateFailed(ShopLakeError):
@@ -152,6 +156,7 @@ def validate_table(
     reports_dir: str | Path,
     context: Mapping[str, DataFrame] | None = None,
     params: Mapping[str, Any] | None = None,
+    data_docs: bool = True,
 ) -> GateResult:
     """Run the table's suite with GX on the Spark DataFrame and keep the results for the run.
 
@@ -169,6 +174,9 @@ def validate_table(
         reports_dir: local folder, e.g. :func:`default_reports_dir`.
         context: DataFrames of referenced tables by name (see :func:`split_row_failures`).
         params: values overriding the declared parameters.
+        data_docs: build the run's data docs now. A job gating several tables passes False
+            and calls :func:`build_data_docs` once at the end: GX rebuilds every page of the
+            run on each build, which cost about 0.35 s per table on the smallest lake.
 
     Returns:
         The gate; pass it to :func:`enforce`.
@@ -190,7 +198,7 @@ def validate_table(
         prepared.unpersist()
 
     outcomes = [_outcome(name, check, by_name[name], rules, samples) for name, check in declared.items()]
-    docs_path = _build_data_docs(gx_context, rules.table, run_dir)
+    docs_path = _build_data_docs(gx_context, rules.table, run_dir) if data_docs else None
     gate = GateResult(
         table=rules.table,
         run_id=run_id,
@@ -241,11 +249,16 @@ def _run_suite(gx: Any, gx_context: Any, table: str, expectations: list[Any], pr
     batch = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("candidate")
     suite = gx_context.suites.add_or_update(gx.ExpectationSuite(name=table, expectations=expectations))
     definition = gx_context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
-    return definition.run(
-        batch_parameters={"dataframe": prepared},
-        result_format="SUMMARY",
-        run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(timezone.utc)),
-    )
+    # GX fetches each row expectation's sample of unexpected values with a LIMIT query. Spark
+    # runs a LIMIT on one partition first and on the rest in a second job when that one
+    # held too few rows, as it does whenever a check finds nothing: one job over every
+    # partition of the cached candidate instead (clean: 148 Spark jobs instead of 168-196).
+    with temporary_conf(prepared.sparkSession, {LIMIT_FIRST_PARTITIONS: str(2**31 - 1)}):
+        return definition.run(
+            batch_parameters={"dataframe": prepared},
+            result_format="SUMMARY",
+            run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(timezone.utc)),
+        )
 
 
 def _reference_samples(prepared: DataFrame, rules: TableRules, by_name: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -286,6 +299,14 @@ def _outcome(
         label=f"{name} ({ref.describe(rules.table)})" if ref else _label(rule_type, kwargs),
         sample=samples.get(name, []) if ref else list(info.get("partial_unexpected_list") or [])[:5],
     )
+
+
+def build_data_docs(reports_dir: str | Path, run_id: str) -> str | None:
+    """Build the data docs of every table validated in run ``run_id`` (their GX results are
+    kept on disk under the run's folder); the path of their index, or None when they could not
+    be built."""
+    run_dir = _local_dir(reports_dir) / run_id
+    return _build_data_docs(new_gx_context(run_dir), "the run's tables", run_dir)
 
 
 def _build_data_docs(gx_context: Any, table: str, run_dir: Path) -> str | None:

@@ -55,6 +55,7 @@ def run(
     rejected: list[DataFrame] = []
     cached: list[DataFrame] = list(facts["persisted"])
     gates = {}
+    gated = False  # some table reached its gate: the run has data docs to build
     try:
         # Audit everything before publishing anything (write-audit-publish); tables are
         # built in dependency order so references see the rows that will be published.
@@ -63,8 +64,15 @@ def run(
             cached.append(df)
             table_rules = rules.get(name)
             if table_rules is not None:
+                gated = True
                 gate = quality.validate_table(
-                    df, table_rules, run_id=run_id, reports_dir=reports_dir, context=staged, params=params
+                    df,
+                    table_rules,
+                    run_id=run_id,
+                    reports_dir=reports_dir,
+                    context=staged,
+                    params=params,
+                    data_docs=False,
                 )
                 quality.enforce(gate)
                 gates[name] = gate.success
@@ -97,6 +105,9 @@ def run(
     finally:
         for df in cached:
             df.unpersist()
+        if gated:
+            # Once for every table gated, also when a gate failed: its page says why.
+            quality.build_data_docs(reports_dir, run_id)
     result.metrics["quality_gates"] = gates
     _write_report(reports_dir, run_id, result.metrics)
     if model is not None:

@@ -15,6 +15,7 @@ from common.errors import ConfigError
 from common.quality import (
     FAILED_EXPECTATION,
     QualityGateFailed,
+    build_data_docs,
     default_reports_dir,
     enforce,
     load_quality_rules,
@@ -212,6 +213,24 @@ def test_clean_table_passes_and_results_and_data_docs_are_kept_per_run(spark, ru
     pages = list((run_dir / "data_docs" / "validations" / "silver" / "orders" / "run-orders").rglob("*.html"))
     assert len(pages) == 1
     assert list((run_dir / "gx" / "validations").rglob("*.json"))  # GX's own result, kept too
+
+
+def test_a_job_gating_several_tables_builds_the_data_docs_once_for_all_of_them(spark, rules, reports):
+    deferred = {"run_id": "run-two", "reports_dir": reports, "data_docs": False}
+    orders = validate_table(_orders(spark), rules["silver.orders"], **deferred)
+    products = _products(spark, [Decimal("-1.00")])  # a failed gate gets its page too
+    failed = validate_table(products, rules["silver.products"], **deferred)
+    run_dir = reports / "run-two"
+    assert orders.data_docs_path is None and failed.data_docs_path is None and not failed.success
+    assert not (run_dir / "data_docs").exists()
+
+    index = build_data_docs(reports, "run-two")
+
+    assert index == str(run_dir / "data_docs" / "index.html")
+    text = Path(index).read_text()
+    assert "silver.orders" in text and "silver.products" in text
+    for table in ("orders", "products"):
+        assert len(list((run_dir / "data_docs" / "validations" / "silver" / table / "run-two").rglob("*.html"))) == 1
 
 
 def test_row_level_uniqueness_set_and_timestamp_bounds_with_run_parameters(spark, rules):
