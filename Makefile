@@ -77,10 +77,11 @@ blas:  ## install OpenBLAS (libblas.so.3) for Spark ML when it is missing
 # Two worker processes, each with its own Spark session: most of a test's time is
 # a JVM starting, a single-threaded driver or a subprocess being waited on, so two
 # run side by side on two cores. A test file stays on one worker (--dist loadfile),
-# so its module fixtures are built once. TEST_WORKERS=0 runs in one process.
+# so its module fixtures are built once; files go out longest first, in the order
+# tests/conftest.py sorts them (--no-loadscope-reorder). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup jars blas lint browser  ## the whole suite: lint, then every test (slow ones included)
-	$(BIN)/pytest -m "slow or not slow" --durations=25 -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -m "slow or not slow" --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup jars
 	$(BIN)/pytest
