@@ -252,7 +252,8 @@ def _run_suite(gx: Any, gx_context: Any, table: str, expectations: list[Any], pr
     # GX fetches each row expectation's sample of unexpected values with a LIMIT query. Spark
     # runs a LIMIT on one partition first and on the rest in a second job when that one
     # held too few rows, as it does whenever a check finds nothing: one job over every
-    # partition of the cached candidate instead (clean: 148 Spark jobs instead of 168-196).
+    # partition of the cached candidate instead (a warm clean of the 80-user test shop: 156
+    # Spark jobs instead of 196).
     with temporary_conf(prepared.sparkSession, {LIMIT_FIRST_PARTITIONS: str(2**31 - 1)}):
         return definition.run(
             batch_parameters={"dataframe": prepared},
