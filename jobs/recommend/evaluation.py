@@ -215,6 +215,9 @@ def choose_params(
     if split.train.limit(1).count() == 0 or split.relevant.limit(1).count() == 0:
         return grid(cfg)[0], [], {**described, "skipped": "no training or validation purchases"}
 
+    started = time.monotonic()
+    ids = IdMap.fit(split.train)  # every fit of the search indexes the same training side
+
     def evaluate(params: AlsParams, iterations: int | None) -> tuple[float, dict[str, Any]]:
         if iterations is not None:
             params = replace(params, max_iter=iterations)
@@ -222,8 +225,6 @@ def choose_params(
         metrics = evaluate_method(rank_lists(fitted, split, raw, products, cfg, k), split, k, catalogue_size)
         return metrics[f"ndcg@{k}"], {n: metrics[n] for n in (f"precision@{k}", "users")}
 
-    started = time.monotonic()
-    ids = IdMap.fit(split.train)  # every fit of the search indexes the same training side
     if s.strategy == "grid":
         result = grid_search(grid(cfg), evaluate, s.search_budget_s)
     else:
