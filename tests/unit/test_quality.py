@@ -175,6 +175,11 @@ def test_gx_counts_agree_with_the_planted_rows_and_the_gate_passes(lines_case, r
     outcome = {o.name: o for o in gate.outcomes}
     assert sorted(s["order_id"] for s in outcome["order_exists"].sample) == ["O97", "O98", "O99"]
     assert outcome["order_exists"].checked == len(PLANTED_LINES)
+    # GX's samples of unexpected values, fetched only for the checks that found some.
+    assert sorted(outcome[QTY].sample) == [0, 500]
+    assert outcome["unit_price_in_range"].sample == [Decimal("-5.00")]
+    assert sorted(map(tuple, (s.values() for s in outcome[LINE_KEY].sample))) == [("shop", "O3", 1)] * 2
+    assert outcome["expect_column_values_to_not_be_null(item_id)"].sample == []
     report = json.loads(Path(gate.report_path).read_text())
     assert report["table"] == "silver.order_lines" and report["run_id"] == "run-lines"
 
