@@ -34,12 +34,17 @@ SHARED_DATA = Path(os.environ.get("SHOPLAKE_SHARED_DATA", PROJECT_ROOT.parent / 
 # tests of both stores share it.
 TEST_BACKEND = os.environ.get("SHOPLAKE_TEST_BACKEND", "delta-rs")
 
-# Small and quiet: tests move tiny data, so few shuffle partitions and no UI.
+# Small and quiet: tests move tiny data, so one task slot, one partition per shuffle and no UI.
+# `make test` runs two xdist workers on the two cores, so each worker's Spark has one core
+# anyway; a second task thread only adds contention (two processes each running the pipeline on
+# the 80-user shop, warm: 69 s per process with local[2] and two partitions, 62.5 s with this;
+# bench/results/suite_durations.md).
 TEST_SPARK_CONF = [
     f"lake.backend={TEST_BACKEND}",
-    "spark.conf.spark.sql.shuffle.partitions=2",
-    "spark.conf.spark.databricks.delta.snapshotPartitions=2",
-    "spark.conf.spark.default.parallelism=2",
+    "spark.master=local[1]",
+    "spark.conf.spark.sql.shuffle.partitions=1",
+    "spark.conf.spark.databricks.delta.snapshotPartitions=1",
+    "spark.conf.spark.default.parallelism=1",
     "spark.conf.spark.ui.enabled=false",
     "spark.conf.spark.driver.memory=2g",
     "spark.conf.spark.sql.adaptive.enabled=false",
