@@ -20,7 +20,7 @@ from common.tables import SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDERS
 from jobs.churn.evaluation import calibration_table, decile_table
 from jobs.churn.frame import Cutoffs, history_problem, plan_cutoffs
 from jobs.churn.job import _attribution_from
-from jobs.churn.models import BASELINES, baseline_scorer, score_frame
+from jobs.churn.models import BASELINES, baseline_scorer, score_frame, varying_features
 from jobs.churn.scoring import risk_tier
 
 CUTOFF = date(2024, 3, 10)
@@ -273,3 +273,10 @@ def test_decile_and_calibration_tables(spark):
     assert [b["bin"] for b in calibration] == [1, 3, 4, 5, 6, 7, 8, 9, 10]
     assert calibration[0] == {"bin": 1, "n": 5, "predicted": 0.2, "observed": 0.4, "gap": 0.2}
     assert sum(b["n"] for b in calibration) == 20
+
+
+def test_the_logistic_regression_leaves_out_features_constant_in_training(spark):
+    # P(alive) of a BG/NBD fit without dropout: 1 for everyone up to rounding.
+    rows = [(1.0 - k * 1e-16, 0.0, float(k), None, 5e9 + 100.0 * k) for k in range(20)]
+    df = spark.createDataFrame(rows, "p_alive double, zero double, recency double, missing double, big double")
+    assert varying_features(df, ["p_alive", "zero", "recency", "missing", "big"]) == ["recency", "big"]
